@@ -1,0 +1,35 @@
+# blindvault.storage — the two commands of the README are `make test` and `make demo`.
+# Everything installs itself (apt, PyPI) and skips what is already there.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+LAB := lab
+
+.PHONY: help test demo lab install unit sanity build integration fixtures clean
+
+help:
+	@echo "make test           install, unit, sanity, build, then the integration suite in the lab VM"
+	@echo "make demo           install, then run playbooks/demo.yml inside the lab VM"
+	@echo "make lab CMD='...'  run CMD inside the lab VM (from the repository root), exit with its status"
+	@echo "make unit|sanity|build|integration   one phase of make test"
+	@echo "make fixtures       re-record tests/unit/fixtures from the real tools inside the VM"
+
+test:
+	@$(LAB)/test.sh
+
+unit sanity build integration:
+	@BV_PHASES="install $@" $(LAB)/test.sh
+
+install:
+	@$(LAB)/install.sh all
+
+lab:
+	@$(LAB)/vm.sh "$(CMD)"
+
+demo:
+	@$(LAB)/vm.sh 'ansible-playbook -i localhost, -c local playbooks/demo.yml'
+
+fixtures:
+	@$(LAB)/vm.sh 'bash lab/record-fixtures.sh tests/unit/fixtures'
+
+clean:
+	@source $(LAB)/env.sh && rm -rf "$$BV_WORK" && echo "removed $$BV_WORK"

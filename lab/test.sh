@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# `make test`: every phase, timed, with one summary line at the end.
+#   install (apt, venv, images) -> unit (host) -> sanity -> build -> integration (lab VM)
+# Exits non-zero if any phase failed; the last line is "total: N passed, N failed".
+set -uo pipefail
+source "$(dirname "$0")/env.sh"
+results=$BV_WORK/results
+rm -rf "$results"; mkdir -p "$results"
+: > "$results/phases.tsv"
+phases=${BV_PHASES:-install unit sanity build integration}
+
+phase() {  # phase NAME BUDGET_SECONDS CMD...
+  local name=$1 budget=$2; shift 2
+  local start=$SECONDS rc
+  printf '\n===== phase %s (budget %d s) =====\n' "$name" "$budget"
+  "$@"
+  rc=$?
+  local took=$(( SECONDS - start ))
+  printf '%s\t%s\t%s\t%s\n' "$name" "$rc" "$took" "$budget" >> "$results/phases.tsv"
+  printf '===== phase %s: %s in %d s%s =====\n' "$name" "$([ $rc = 0 ] && echo ok || echo "FAILED rc=$rc")" \
+    "$took" "$([ $took -gt "$budget" ] && echo " (OVER BUDGET $budget s)")"
+  return 0
+}
+
+coll=
+do_unit() {
+  coll=$(bv_link_collection)
+  PYTHONPATH=$coll PYTHONDONTWRITEBYTECODE=1 "$BV_VENV/bin/pytest" -q -p no:cacheprovider \
+    --junitxml="$results/unit.xml" "$BV_TOP/tests/unit"
+}
+
+do_sanity() {
+  # ansible-test needs the collection at .../ansible_collections/blindvault/storage (a real
+  # path, not a symlink): copy what git tracks or would track.
+  local dst=$BV_WORK/sanity/ansible_collections/blindvault/storage
+  rm -rf "$BV_WORK/sanity"; mkdir -p "$dst"
+  (cd "$BV_TOP" && git ls-files -co --exclude-standard -z | xargs -0 cp --parents -t "$dst")
+  (cd "$dst" && git init -q && git add -A && \
+    "$BV_VENV/bin/ansible-test" sanity --venv --python 3.11 --color no \
+      --junit 2>&1 | grep -v 'is ignored: it is neither a file nor a directory')
+  local rc=${PIPESTATUS[0]}
+  return "$rc"
+}
+
+do_build() {
+  rm -rf "$BV_WORK/dist"; mkdir -p "$BV_WORK/dist"
+  (cd "$BV_TOP" && "$BV_VENV/bin/ansible-galaxy" collection build --force \
+     --output-path "$BV_WORK/dist") || return 1
+  local tarball
+  tarball=$(ls "$BV_WORK"/dist/blindvault-storage-*.tar.gz)
+  # The artefact must hold the collection and none of the lab's scratch.
+  if tar -tzf "$tarball" | grep -E '^(\.lab|lab/|\.ci/|\.git/)'; then
+    echo "build: lab or CI files leaked into $tarball" >&2; return 1
+  fi
+  echo "built $tarball ($(du -k "$tarball" | cut -f1) KiB)"
+}
+
+do_integration() {
+  "$BV_TOP/lab/vm.sh" "pytest -q -p no:cacheprovider --junitxml=$results/integration.xml tests/integration"
+}
+
+for p in $phases; do
+  case $p in
+    install) phase install 900 "$BV_TOP/lab/install.sh" all ;;
+    unit) phase unit 300 do_unit ;;
+    sanity) phase sanity 600 do_sanity ;;
+    build) phase build 120 do_build ;;
+    integration) phase integration 2400 do_integration ;;
+    *) echo "unknown phase $p" >&2; exit 2 ;;
+  esac
+done
+
+"$BV_BASE_PY" "$BV_TOP/lab/summary.py" "$results"

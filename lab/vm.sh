@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Run a command inside the throwaway lab VM and exit with its status.
+#   lab/vm.sh 'CMD'      (what `make lab CMD='...'` calls)
+# The VM boots the newest installed stock Debian kernel under TCG (virtme-ng), sees the
+# host's root read-only (over 9p) with the checkout and the per-checkout work dir writable,
+# and gets Python's stdlib and the venv as ext4 disk images (fast imports). CMD runs as root
+# in the checkout, after lab/guest.sh started udev and loaded ZFS, dm-crypt, dm-integrity
+# and md. Nothing here touches the host's block devices.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+[ $# -ge 1 ] && [ -n "$1" ] || { echo "usage: $0 'COMMAND'" >&2; exit 2; }
+
+"$BV_TOP/lab/install.sh" all
+kver=$(ls /lib/modules/*/updates/dkms/zfs.ko* 2>/dev/null | sed 's|/lib/modules/\([^/]*\)/.*|\1|' | sort -V | tail -n1)
+[ -n "$kver" ] && [ -f "/boot/vmlinuz-$kver" ] || { echo "lab: no kernel with zfs.ko; run lab/install.sh lab" >&2; exit 2; }
+
+bv_link_collection >/dev/null
+
+run=$(mktemp -d "$BV_WORK/run.XXXXXX")
+trap 'rm -rf "$run"' EXIT
+printf '%s\n' "$1" > "$run/cmd"
+stdlib=$("$BV_BASE_PY" -c 'import sysconfig; print(sysconfig.get_paths()["stdlib"])')
+cat > "$run/env" <<ENV
+BV_TOP=$(printf %q "$BV_TOP")
+BV_WORK=$(printf %q "$BV_WORK")
+BV_VENV=$(printf %q "$BV_VENV")
+BV_STDLIB=$(printf %q "$stdlib")
+BV_RUN=$(printf %q "$run")
+ENV
+
+mem=${BV_LAB_MEMORY:-3G}
+cpus=${BV_LAB_CPUS:-2}
+export PATH="$BV_VENV/bin:$PATH"
+set +e
+setsid -w vng --disable-kvm --run "/boot/vmlinuz-$kver" --memory "$mem" --cpus "$cpus" \
+  --rwdir "$BV_TOP" --rwdir "$BV_WORK" \
+  --disk "$BV_IMAGES/bvstdlib.img" --disk "$BV_IMAGES/bvvenv.img" \
+  --exec "bash $BV_TOP/lab/guest.sh $run" </dev/null
+rc=$?
+set -e
+# vng reports the guest command's status; the guest also leaves it in a file, which
+# survives a vng that loses it.
+if [ -f "$run/rc" ]; then rc=$(cat "$run/rc"); fi
+exit "$rc"

@@ -1,0 +1,67 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, blindvault.storage contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""What every module shell shares: a runner bound to check mode, list-form items
+validated against the module's own argument spec, and backend errors turned into
+clear ``fail_json`` messages (never a traceback)."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+
+from ansible_collections.blindvault.storage.plugins.module_utils.plan import PartialApply, Refusal
+from ansible_collections.blindvault.storage.plugins.module_utils.runner import (
+    CommandError,
+    Runner,
+    RunnerError,
+)
+
+
+def make_runner(module):
+    return Runner(check_mode=module.check_mode)
+
+
+def list_items(module, list_key, item_spec):
+    """Items of a list-form option, each validated against ``item_spec``.
+
+    Top-level options act as defaults for every item, so a play can say
+    ``direct_io: off`` once for fifty devices. Without the list, the top-level
+    options are the single item.
+    """
+    params = module.params
+    defaults = {k: params.get(k) for k in item_spec if k in params}
+    raw = params.get(list_key)
+    if raw is None:
+        raw = [{}]
+    items = []
+    for index, item in enumerate(raw):
+        merged = dict(defaults)
+        merged.update({k: v for k, v in item.items() if v is not None})
+        result = ArgumentSpecValidator(item_spec).validate(merged)
+        if result.error_messages:
+            where = "%s[%d]: " % (list_key, index) if params.get(list_key) is not None else ""
+            module.fail_json(msg=where + "; ".join(result.error_messages))
+        items.append(result.validated_parameters)
+    return items
+
+
+@contextmanager
+def backend_errors(module):
+    """Turn the backends' typed errors into fail_json with the tool's own words."""
+    try:
+        yield
+    except PartialApply as exc:
+        extra = {}
+        if isinstance(exc.error, CommandError):
+            extra = dict(cmd=" ".join(exc.error.argv), rc=exc.error.rc, stderr=exc.error.stderr)
+        module.fail_json(msg=str(exc), converged=exc.done, **extra)
+    except Refusal as exc:
+        module.fail_json(msg=str(exc))
+    except CommandError as exc:
+        module.fail_json(msg=str(exc), cmd=" ".join(exc.argv), rc=exc.rc,
+                         stdout=exc.stdout, stderr=exc.stderr)
+    except RunnerError as exc:
+        module.fail_json(msg=str(exc))

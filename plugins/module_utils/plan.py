@@ -1,0 +1,78 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, blindvault.storage contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Plans as plain data: read state once, decide, then apply.
+
+A backend's planner returns a ``Plan``: an ordered list of ``Step``s saying what
+would change on which object and why. Check mode returns the plan without applying
+it; ``--diff`` renders ``before``/``after``. A ``Refusal`` stops a whole plan before
+anything runs and says what to do instead.
+"""
+
+from __future__ import annotations
+
+
+class Refusal(Exception):
+    """Input or state that the collection will not act on; nothing was changed."""
+
+    def __init__(self, message, obj=None):
+        self.obj = obj
+        super().__init__(message)
+
+
+class PartialApply(Exception):
+    """Applying a multi-object plan stopped at one object.
+
+    ``error`` is the original exception; ``done`` names the objects fully converged
+    before it, so the user knows exactly what changed.
+    """
+
+    def __init__(self, error, done):
+        self.error = error
+        self.done = list(done)
+        msg = str(error)
+        if self.done:
+            msg += " (already converged before this failure: %s)" % ", ".join(self.done)
+        super().__init__(msg)
+
+
+class Step:
+    __slots__ = ("action", "obj", "reason", "argv")
+
+    def __init__(self, action, obj, reason="", argv=None):
+        self.action = action
+        self.obj = obj
+        self.reason = reason
+        self.argv = argv
+
+    def as_dict(self):
+        d = {"action": self.action, "object": self.obj, "reason": self.reason}
+        if self.argv:
+            d["command"] = " ".join(self.argv)
+        return d
+
+    def __repr__(self):
+        return "Step(%r, %r)" % (self.action, self.obj)
+
+
+class Plan:
+    def __init__(self):
+        self.steps = []
+        self.warnings = []
+
+    def add(self, action, obj, reason="", argv=None):
+        step = Step(action, obj, reason, argv)
+        self.steps.append(step)
+        return step
+
+    def warn(self, message):
+        if message not in self.warnings:
+            self.warnings.append(message)
+
+    @property
+    def changed(self):
+        return bool(self.steps)
+
+    def as_list(self):
+        return [s.as_dict() for s in self.steps]

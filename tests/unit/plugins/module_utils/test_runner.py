@@ -1,0 +1,76 @@
+import os
+import stat
+
+import pytest
+
+from ansible_collections.blindvault.storage.plugins.module_utils.runner import (
+    CommandError,
+    Runner,
+    ToolNotFound,
+)
+
+
+def test_runs_argv_in_c_locale():
+    res = Runner().run(["sh", "-c", 'echo "$LC_ALL $LANG"; printf "%s|" "$@"', "sh", "a b", "*"])
+    assert res.stdout == "C C\na b|*|"
+    assert res.rc == 0 and res.ran
+
+
+def test_error_carries_the_tools_stderr():
+    with pytest.raises(CommandError) as exc:
+        Runner().run(["sh", "-c", "echo 'no such pool' >&2; exit 3"])
+    assert exc.value.rc == 3
+    assert exc.value.stderr.strip() == "no such pool"
+    assert "no such pool" in str(exc.value) and "rc=3" in str(exc.value)
+
+
+def test_check_false_returns_the_status():
+    assert Runner().run(["sh", "-c", "exit 4"], check=False).rc == 4
+
+
+def test_secret_goes_on_stdin_and_never_into_history():
+    runner = Runner()
+    res = runner.run(["sh", "-c", "cat; echo; cat /proc/$$/cmdline | tr '\\0' ' '"],
+                     secret="hunter2")
+    lines = res.stdout.splitlines()
+    assert lines[0] == "hunter2"
+    assert "hunter2" not in lines[1]
+    assert "hunter2" not in repr(runner.history)
+
+
+def test_secret_file_is_private_and_removed():
+    runner = Runner()
+    with runner.secret_file(b"k" * 32) as path:
+        st = os.stat(path)
+        assert stat.S_IMODE(st.st_mode) == 0o600
+        assert stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode) == 0o700
+        with open(path, "rb") as f:
+            assert f.read() == b"k" * 32
+    assert not os.path.exists(path)
+    assert not os.path.exists(os.path.dirname(path))
+
+
+def test_check_mode_records_changing_commands_without_running(tmp_path):
+    marker = tmp_path / "touched"
+    runner = Runner(check_mode=True)
+    res = runner.run(["touch", str(marker)], changes=True)
+    assert not res.ran and not marker.exists()
+    assert runner.run(["true"]).ran  # reads still run in check mode
+    assert [h["ran"] for h in runner.history] == [False, True]
+
+
+@pytest.mark.parametrize("argv", ["ls -l", [], None, ["ls", None], ["ls", b"x"]])
+def test_argv_must_be_a_list_of_strings(argv):
+    with pytest.raises(TypeError):
+        Runner().run(argv)
+
+
+def test_missing_tool_is_named():
+    with pytest.raises(ToolNotFound) as exc:
+        Runner().run(["blindvault-no-such-tool"])
+    assert "blindvault-no-such-tool" in str(exc.value)
+
+
+def test_system_sbin_is_searched(monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert Runner().which("sh") in ("/usr/bin/sh", "/bin/sh")
