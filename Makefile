@@ -22,8 +22,10 @@ unit sanity build integration:
 install:
 	@$(LAB)/install.sh all
 
+# CMD reaches the VM verbatim (quotes, $, parentheses): through the environment, unexpanded.
+export BV_LAB_CMD = $(value CMD)
 lab:
-	@$(LAB)/vm.sh "$(CMD)"
+	@$(LAB)/vm.sh "$$BV_LAB_CMD"
 
 demo:
 	@$(LAB)/vm.sh 'ansible-playbook -i localhost, -c local playbooks/demo.yml'

@@ -1,8 +1,8 @@
 # Sourced by the lab scripts: where things live. Nothing here runs anything.
-# State lives outside the checkout so several clones (CI's fresh clone, a developer's
-# checkout) share the installed venv and images; keyed names let them differ safely.
+# State lives outside the checkout (not under /tmp or /var/tmp: the VM has its own there),
+# so several clones (CI's fresh clone, a developer's checkout) share the installed venv and images; keyed names let them differ safely.
 BV_TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
-BV_HOME=${BV_HOME:-/var/tmp/blindvault-lab}
+BV_HOME=${BV_HOME:-/opt/blindvault-lab}
 BV_BASE_PY=${BV_BASE_PY:-$(command -v python3.11 || command -v python3)}
 BV_BASE_PY=$("$BV_BASE_PY" -c 'import os, sys; print(os.path.realpath(sys.executable))')
 bv_req_hash=$(cat "$BV_TOP/lab/requirements.txt" <(echo "$BV_BASE_PY") | sha256sum | cut -c1-12)

@@ -51,7 +51,8 @@ newest_kernel() {
 install_lab() {
   ensure_contrib
   apt_install qemu-system-x86 linux-image-amd64 linux-headers-amd64 cryptsetup-bin mdadm \
-    busybox-static udev kmod e2fsprogs btrfs-progs xfsprogs age sanoid strace util-linux
+    busybox-static udev kmod e2fsprogs btrfs-progs xfsprogs age sanoid strace util-linux \
+    shellcheck
   local kver
   kver=$(newest_kernel)
   [ -n "$kver" ] || { log "no kernel in /boot"; exit 1; }
@@ -73,6 +74,17 @@ install_host() {
     "$BV_VENV/bin/pip" install -q --disable-pip-version-check -r "$BV_TOP/lab/requirements.txt" \
       2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2)
     touch "$BV_VENV/.complete"
+  fi
+  # ansible-test --venv bootstraps pip with a script from a host this workplace cannot reach:
+  # give it our stand-in under the cache name it looks for.
+  local pipver cache
+  pipver=$("$BV_VENV/bin/python" -c 'from ansible_test._internal.python_requirements import get_venv_packages
+class P: version = "3.11"
+print(get_venv_packages(P)["pip"])')
+  cache=$HOME/.ansible/test/cache/get_pip_${pipver//./_}.py
+  if ! cmp -s "$BV_TOP/lab/get_pip_offline.py" "$cache"; then
+    mkdir -p "$(dirname "$cache")"
+    cp "$BV_TOP/lab/get_pip_offline.py" "$cache"
   fi
 }
 

@@ -35,7 +35,10 @@ set +e
 setsid -w vng --disable-kvm --run "/boot/vmlinuz-$kver" --memory "$mem" --cpus "$cpus" \
   --rwdir "$BV_TOP" --rwdir "$BV_WORK" \
   --disk "$BV_IMAGES/bvstdlib.img" --disk "$BV_IMAGES/bvvenv.img" \
-  --exec "bash $BV_TOP/lab/guest.sh $run" </dev/null
+  --exec "bash $BV_TOP/lab/guest.sh $run" </dev/null \
+  2> >(grep -v -e "Image format was not specified" -e "probing guessed raw" \
+               -e "Automatically detecting the format is dangerous" \
+               -e "Specify the 'raw' format explicitly" >&2)
 rc=$?
 set -e
 # vng reports the guest command's status; the guest also leaves it in a file, which

@@ -13,7 +13,7 @@ options: {}
 attributes:
   check_mode:
     description:
-      - Can run in C(check_mode): reads the real state, computes the plan and returns it
+      - Can run in C(check_mode). It reads the real state, computes the plan and returns it
         (C(actions)) without changing anything.
   diff_mode:
     description:
