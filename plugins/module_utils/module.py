@@ -32,7 +32,7 @@ def list_items(module, list_key, item_spec):
     options are the single item.
     """
     params = module.params
-    defaults = {k: params.get(k) for k in item_spec if k in params}
+    defaults = {k: params[k] for k in item_spec if params.get(k) is not None}
     raw = params.get(list_key)
     if raw is None:
         raw = [{}]

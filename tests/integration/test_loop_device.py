@@ -143,8 +143,7 @@ def test_list_form_converges_many_in_one_call(module, scratch):
     assert not again["changed"] and all(not d["changed"] for d in again["devices"])
 
     # One bad item refuses the whole list before anything changes.
-    bad = dict(args, devices=[{"file": files[0], "state": "absent"},
-                              {"file": files[1], "size": "4M"}])
+    bad = {"devices": [{"file": files[0], "state": "absent"}, {"file": files[1], "size": "4M"}]}
     refused = module("loop_device", bad)
     assert refused.failed and "shrink" in refused["msg"]
     assert os.path.exists(files[0]) and loops_of(files[0]) == [r["devices"][0]["device"]]
