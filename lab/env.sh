@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by the lab scripts: where things live. Nothing here runs anything.
 # State lives outside the checkout (not under /tmp or /var/tmp: the VM has its own there),
 # so several clones (CI's fresh clone, a developer's checkout) share the installed venv and images; keyed names let them differ safely.

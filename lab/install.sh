@@ -38,14 +38,14 @@ apt_install() {
   local todo
   todo=$(missing_debs "$@")
   [ -z "$todo" ] && return 0
-  log "apt: installing $(echo $todo)"
+  log "apt: installing ${todo//$'\n'/ }"
   if [ -z "$BV_APT_UPDATED" ]; then apt-get update -qq; BV_APT_UPDATED=1; fi
   # shellcheck disable=SC2086
   apt-get install -y -qq --no-install-recommends $todo >/dev/null
 }
 
 newest_kernel() {
-  ls /boot/vmlinuz-* 2>/dev/null | sed 's|/boot/vmlinuz-||' | sort -V | tail -n1
+  find /boot -maxdepth 1 -name 'vmlinuz-*' -printf '%f\n' | sed 's|^vmlinuz-||' | sort -V | tail -n1
 }
 
 install_lab() {

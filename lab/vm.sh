@@ -8,11 +8,14 @@
 # and md. Nothing here touches the host's block devices.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
-[ $# -ge 1 ] && [ -n "$1" ] || { echo "usage: $0 'COMMAND'" >&2; exit 2; }
+if [ $# -lt 1 ] || [ -z "$1" ]; then echo "usage: $0 'COMMAND'" >&2; exit 2; fi
 
 "$BV_TOP/lab/install.sh" all
-kver=$(ls /lib/modules/*/updates/dkms/zfs.ko* 2>/dev/null | sed 's|/lib/modules/\([^/]*\)/.*|\1|' | sort -V | tail -n1)
-[ -n "$kver" ] && [ -f "/boot/vmlinuz-$kver" ] || { echo "lab: no kernel with zfs.ko; run lab/install.sh lab" >&2; exit 2; }
+# The newest installed kernel that has a zfs.ko built for it.
+kver=$(find /lib/modules -path '*/updates/dkms/zfs.ko*' | cut -d/ -f4 | sort -V | tail -n1)
+if [ -z "$kver" ] || [ ! -f "/boot/vmlinuz-$kver" ]; then
+  echo "lab: no kernel with zfs.ko; run lab/install.sh lab" >&2; exit 2
+fi
 
 bv_link_collection >/dev/null
 

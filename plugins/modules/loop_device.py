@@ -21,7 +21,7 @@ description:
     direct I/O on only for ext4 and xfs. Loop devices with direct I/O over Btrfs files produced
     checksum errors in the field, so Btrfs, ZFS, tmpfs, overlay and unknown filesystems get it off.
   - Reads all loop devices with one C(losetup --list --json) however many files are declared.
-author: blindvault.storage contributors
+author: blindvault.storage contributors (@blindvault)
 extends_documentation_fragment:
   - blindvault.storage.attributes
   - blindvault.storage.attributes.PLATFORM

@@ -117,7 +117,7 @@ def _int(value, default=0):
 def _majmin(value):
     if not value:
         return None
-    major, _, minor = str(value).partition(":")
+    major, _sep, minor = str(value).partition(":")
     return (int(major), int(minor))
 
 
