@@ -12,6 +12,9 @@ anything runs and says what to do instead.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import List, Optional
+
 
 class Refusal(Exception):
     """Input or state that the collection will not act on; nothing was changed."""
@@ -37,23 +40,20 @@ class PartialApply(Exception):
         super().__init__(msg)
 
 
+@dataclass(frozen=True)
 class Step:
-    __slots__ = ("action", "obj", "reason", "argv")
+    """One change: ``action`` on ``obj`` because ``reason``; ``argv`` when it is one command."""
 
-    def __init__(self, action, obj, reason="", argv=None):
-        self.action = action
-        self.obj = obj
-        self.reason = reason
-        self.argv = argv
+    action: str
+    obj: str
+    reason: str = ""
+    argv: Optional[List[str]] = None
 
     def as_dict(self):
         d = {"action": self.action, "object": self.obj, "reason": self.reason}
         if self.argv:
             d["command"] = " ".join(self.argv)
         return d
-
-    def __repr__(self):
-        return "Step(%r, %r)" % (self.action, self.obj)
 
 
 class Plan:

@@ -23,6 +23,7 @@ import subprocess
 import tempfile
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 
 class RunnerError(Exception):
@@ -49,19 +50,16 @@ class CommandError(RunnerError):
         super().__init__("%s failed (rc=%s): %s" % (" ".join(self.argv), rc, said))
 
 
+@dataclass(frozen=True)
 class Result:
-    __slots__ = ("argv", "rc", "stdout", "stderr", "ran", "seconds")
+    """What a command did. ``ran`` is False for a changing command skipped in check mode."""
 
-    def __init__(self, argv, rc, stdout, stderr, ran=True, seconds=0.0):
-        self.argv = argv
-        self.rc = rc
-        self.stdout = stdout
-        self.stderr = stderr
-        self.ran = ran
-        self.seconds = seconds
-
-    def __repr__(self):
-        return "Result(argv=%r, rc=%r, ran=%r)" % (self.argv, self.rc, self.ran)
+    argv: list
+    rc: int
+    stdout: str = field(repr=False)
+    stderr: str = field(repr=False)
+    ran: bool = True
+    seconds: float = 0.0
 
 
 C_LOCALE = {"LC_ALL": "C", "LANG": "C", "LANGUAGE": "C"}

@@ -17,6 +17,7 @@ import json
 import os
 import re
 import stat
+from dataclasses import dataclass
 
 from ansible_collections.blindvault.storage.plugins.module_utils.plan import PartialApply, Plan, Refusal
 
@@ -69,24 +70,20 @@ def parse_size(value):
     return size
 
 
+@dataclass(frozen=True)
 class Attachment:
-    """One loop device as the kernel reports it."""
+    """One loop device as the kernel reports it (``dev`` is the backing file's (major, minor))."""
 
-    __slots__ = ("device", "file", "inode", "dev", "read_only", "direct_io", "sector_size",
-                 "offset", "sizelimit", "autoclear")
-
-    def __init__(self, device, file, inode, dev, read_only=False, direct_io=False,
-                 sector_size=512, offset=0, sizelimit=0, autoclear=False):
-        self.device = device
-        self.file = file
-        self.inode = inode
-        self.dev = dev
-        self.read_only = read_only
-        self.direct_io = direct_io
-        self.sector_size = sector_size
-        self.offset = offset
-        self.sizelimit = sizelimit
-        self.autoclear = autoclear
+    device: str
+    file: str
+    inode: int
+    dev: tuple
+    read_only: bool = False
+    direct_io: bool = False
+    sector_size: int = 512
+    offset: int = 0
+    sizelimit: int = 0
+    autoclear: bool = False
 
     @property
     def deleted(self):
@@ -96,10 +93,6 @@ class Attachment:
     def backs(self, st):
         return not self.deleted and self.inode == st.st_ino and \
             self.dev == (os.major(st.st_dev), os.minor(st.st_dev))
-
-    def as_dict(self):
-        return {"device": self.device, "file": self.file, "read_only": self.read_only,
-                "direct_io": self.direct_io, "sector_size": self.sector_size}
 
 
 def _flag(value):

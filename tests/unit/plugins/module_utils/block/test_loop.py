@@ -1,3 +1,4 @@
+import dataclasses
 import os
 
 import pytest
@@ -188,8 +189,8 @@ def test_plan_read_only_change_needs_force(tmp_path, ext4):
 def test_plan_detach_every_attachment_then_remove(tmp_path, ext4):
     f = tmp_path / "d.img"
     f.write_bytes(b"\0" * 4096)
-    a, b = attached(f), attached(f)
-    b.device = "/dev/loop9"
+    a = attached(f)
+    b = dataclasses.replace(a, device="/dev/loop9")
     ip = plan_item(LoopSpec(str(f), state="absent"), [a, b])
     assert actions(ip) == ["detach", "detach", "remove-file"]
     assert ip.after == {"state": "absent"}
