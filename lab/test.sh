@@ -61,10 +61,10 @@ do_integration() {
 
 for p in $phases; do
   case $p in
-    install) phase install 900 "$BV_TOP/lab/install.sh" all ;;
-    unit) phase unit 300 do_unit ;;
-    sanity) phase sanity 600 do_sanity ;;
-    build) phase build 120 do_build ;;
+    install) phase install 600 "$BV_TOP/lab/install.sh" all ;;
+    unit) phase unit 120 do_unit ;;
+    sanity) phase sanity 420 do_sanity ;;
+    build) phase build 60 do_build ;;
     integration) phase integration 2400 do_integration ;;
     *) echo "unknown phase $p" >&2; exit 2 ;;
   esac

@@ -17,6 +17,7 @@ import json
 import os
 import re
 import stat
+import time
 from dataclasses import dataclass
 
 from ansible_collections.blindvault.storage.plugins.module_utils.plan import PartialApply, Plan, Refusal
@@ -153,6 +154,20 @@ def kernel_direct_io(device, sysfs="/sys/block"):
 def kernel_bound(device, sysfs="/sys/block"):
     """True while a loop device still has a backing file (``losetup -d`` of a busy one defers)."""
     return os.path.exists(os.path.join(sysfs, os.path.basename(device), "loop", "backing_file"))
+
+
+def still_bound(devices, timeout=5.0):
+    """Devices still bound after waiting up to ``timeout`` s.
+
+    ``losetup -d`` on a device that someone holds open (often just udev's blkid probing it
+    after a write) only sets autoclear; the kernel detaches it when the last opener closes.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        busy = [d for d in devices if kernel_bound(d)]
+        if not busy or time.monotonic() >= deadline:
+            return busy
+        time.sleep(0.1)
 
 
 class _Statfs(ctypes.Structure):
@@ -382,6 +397,8 @@ def _apply_item(runner, ip):
             os.unlink(step.obj)
         else:
             runner.run(step.argv, changes=True)
+            if step.action == "detach":
+                still_bound([step.obj])
 
 
 def converge(runner, specs):
