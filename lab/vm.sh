@@ -41,8 +41,10 @@ setsid -w vng --disable-kvm --run "/boot/vmlinuz-$kver" --memory "$mem" --cpus "
   --exec "bash $BV_TOP/lab/guest.sh $run" </dev/null \
   2> >(grep -v -e "Image format was not specified" -e "probing guessed raw" \
                -e "Automatically detecting the format is dangerous" \
-               -e "Specify the 'raw' format explicitly" >&2)
-rc=$?
+               -e "Specify the 'raw' format explicitly" >&2) | cat
+# (| cat: QEMU opens the guest's stdout as a file with O_TRUNC; when our stdout is a log
+# file that would wipe everything printed before the VM started. A pipe cannot be truncated.)
+rc=${PIPESTATUS[0]}
 set -e
 # vng reports the guest command's status; the guest also leaves it in a file, which
 # survives a vng that loses it.
