@@ -26,4 +26,9 @@ loopdev=$(findmnt -n -o SOURCE "$scratch/mnt")
 umount "$scratch/mnt"; losetup -d "$loopdev" 2>/dev/null || true
 rm -rf "$scratch"
 losetup --version > "$out/VERSIONS"
+
+
+# zfs: the key-change cases (tests/integration/zfs_scenarios.py), recorded from ZFS 2.1.11.
+python "$(dirname "$0")/../tests/integration/zfs_scenarios.py" record "$out"
+zfs version >> "$out/VERSIONS"
 echo "recorded into $out:"; ls -l "$out"

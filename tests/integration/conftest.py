@@ -13,7 +13,9 @@ import tempfile
 
 import pytest
 
-from helpers import run_module, sh
+from helpers import sh
+
+from ansible_collections.blindvault.storage.tests.run_module import run_module
 
 IN_LAB = os.environ.get("BV_IN_LAB") == "1"
 
@@ -70,3 +72,48 @@ def scratch(filesystems, request):
                           os.path.join(d, name), check=False).stdout.split():
                 sh("losetup", "--detach", dev, check=False)
         shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def exec_log(tmp_path, monkeypatch):
+    """Log every storage tool the code under test starts (argv included), via PATH shims.
+
+    Returns a function giving the logged command lines, optionally only those of one tool.
+    Used to count processes and to prove no secret ever reaches argv.
+    """
+    bindir = tmp_path / "shims"
+    bindir.mkdir()
+    log = tmp_path / "exec.log"
+    log.touch()
+    for tool in ("zfs", "zpool", "losetup", "cryptsetup", "integritysetup", "mdadm", "age"):
+        real = shutil.which(tool)
+        if real is None:
+            continue
+        shim = bindir / tool
+        shim.write_text('#!/bin/sh\nprintf "%%s\\n" "%s $*" >> "%s"\nexec "%s" "$@"\n'
+                        % (tool, log, real))
+        shim.chmod(0o755)
+    monkeypatch.setenv("PATH", "%s:%s" % (bindir, os.environ["PATH"]))
+
+    def lines(tool=None):
+        got = log.read_text().splitlines()
+        return [l for l in got if tool is None or l.split(" ", 1)[0] == tool]
+
+    return lines
+
+
+@pytest.fixture(scope="session")
+def zfs_lab():
+    """Two pools on file vdevs (source and replica) with the key-change cases built once."""
+    from zfs_scenarios import destroy_pool, keychange_replicas, make_pool
+    root = tempfile.mkdtemp(prefix="bvzfs-", dir="/tmp")
+    keydir = os.path.join(root, "keys")
+    os.makedirs(keydir)
+    src, dst = make_pool(root, "bvsrc", "256M"), make_pool(root, "bvdst", "256M")
+    try:
+        keys = keychange_replicas(src, dst, keydir)
+        yield {"root": root, "src": src, "dst": dst, "keys": keys, "keydir": keydir}
+    finally:
+        destroy_pool(src)
+        destroy_pool(dst)
+        shutil.rmtree(root, ignore_errors=True)

@@ -3,8 +3,6 @@
 import os
 import subprocess
 
-from ansible_collections.blindvault.storage.tests.run_module import run_module  # noqa: F401 (re-exported)
-
 
 def sh(*argv, check=True, **kw):
     """Run a tool directly (test set-up and independent checks of the kernel's state)."""

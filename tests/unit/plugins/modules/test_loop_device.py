@@ -5,8 +5,6 @@ it logs its argv so the tests see exactly which commands the module started. Eve
 changes the kernel's state is tested in tests/integration inside the lab VM.
 """
 
-import os
-
 import pytest
 
 from ansible_collections.blindvault.storage.tests.run_module import run_module
