@@ -37,20 +37,20 @@ def test_parse_types_and_values(trees):
 
 
 def test_holds(trees):
-    src, _ = trees
+    src = trees[0]
     assert src.holds == {"bvrecsrc/healthy@s2": ["blindvault:bvrecdst/healthy"]}
     assert src.get("bvrecsrc/healthy@s2")["userrefs"] == 1
 
 
 def test_encryption_roots_list_members_root_first(trees):
-    _, dst = trees
+    dst = trees[1]
     roots = dst.encryption_roots()
     assert roots["bvrecdst/healthy"] == ["bvrecdst/healthy", "bvrecdst/healthy/child"]
     assert set(roots) == {"bvrecdst/" + c for c in ("pp-hex", "hex-pp", "pp-pp", "hex-hex", "healthy")}
 
 
 def test_recorded_damage_is_found_without_keys(trees):
-    _, dst = trees
+    dst = trees[1]
     found = {(h["dataset"], h["reason"]) for h in hz.tree_hazards(dst)}
     assert found == {("bvrecdst/pp-hex/child", "keyformat"), ("bvrecdst/hex-pp/child", "keyformat"),
                      ("bvrecdst/pp-pp/child", "pbkdf2")}
@@ -87,7 +87,7 @@ def test_compare_finds_structure_and_stale_key_id():
 
 
 def test_report_shape(trees):
-    src, _ = trees
+    src = trees[0]
     r = report(src, "bvrecsrc")
     assert r["exists"] and r["hazards"] == []
     snap = [s for s in r["snapshots"] if s["name"] == "bvrecsrc/healthy@s2"][0]
