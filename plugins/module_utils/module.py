@@ -24,6 +24,14 @@ def make_runner(module):
     return Runner(check_mode=module.check_mode)
 
 
+def item_options(item_spec):
+    """The list option's ``options``: the item spec without defaults, so that unset item
+    options stay None and take the top-level value; declaring them lets Ansible know which
+    nested values are secrets (no_log) before it logs anything."""
+    return {k: {kk: vv for kk, vv in v.items() if kk not in ("default", "required")}
+            for k, v in item_spec.items()}
+
+
 def list_items(module, list_key, item_spec):
     """Items of a list-form option, each validated against ``item_spec``.
 
@@ -40,6 +48,9 @@ def list_items(module, list_key, item_spec):
     for index, item in enumerate(raw):
         merged = dict(defaults)
         merged.update({k: v for k, v in item.items() if v is not None})
+        for k, v in merged.items():
+            if item_spec.get(k, {}).get("no_log") and v is not None:
+                module.no_log_values.add(v)
         result = ArgumentSpecValidator(item_spec).validate(merged)
         if result.error_messages:
             where = "%s[%d]: " % (list_key, index) if params.get(list_key) is not None else ""

@@ -117,3 +117,16 @@ def zfs_lab():
         destroy_pool(src)
         destroy_pool(dst)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def zpool():
+    """A scratch pool on a file vdev for module tests; each test works under its own dataset."""
+    from zfs_scenarios import destroy_pool, make_pool
+    root = tempfile.mkdtemp(prefix="bvpool-", dir="/tmp")
+    name = make_pool(root, "bvds", "256M")
+    try:
+        yield {"name": name, "root": root}
+    finally:
+        destroy_pool(name)
+        shutil.rmtree(root, ignore_errors=True)

@@ -160,14 +160,16 @@ def columns_for(extra=()):
     return cols
 
 
-def read_tree(runner, names, recursive=True, extra=(), with_holds=True, missing_ok=True):
+def read_tree(runner, names, recursive=True, extra=(), with_holds=True, missing_ok=True,
+              types="all"):
     """Read one or more trees with one ``zfs list`` (plus one ``zfs holds`` if any exist).
 
     Names that do not exist are simply absent from the Tree when ``missing_ok``.
+    ``types`` is zfs list's ``-t`` (``filesystem,volume`` skips snapshots and bookmarks).
     """
     names = list(names)
     cols = columns_for(extra)
-    argv = ["zfs", "list", "-Hp", "-t", "all", "-o", ",".join(cols)]
+    argv = ["zfs", "list", "-Hp", "-t", types, "-o", ",".join(cols)]
     if recursive:
         argv.append("-r")
     else:
@@ -180,11 +182,11 @@ def read_tree(runner, names, recursive=True, extra=(), with_holds=True, missing_
         if problems:
             raise CommandError(res.argv, res.rc, res.stdout, res.stderr)
     entries = parse_list(res.stdout, cols)
-    if not recursive:
+    found = [e.name for e in entries if e.type in ("filesystem", "volume")]
+    if not recursive and types == "all" and found:
         # With -d 0 zfs lists no snapshots; those of the named datasets are wanted too.
         snaps = runner.run(["zfs", "list", "-Hp", "-t", "snapshot,bookmark", "-o", ",".join(cols),
-                            "-d", "1"] + [e.name for e in entries if e.type != "snapshot"],
-                           check=False)
+                            "-d", "1"] + found)
         entries += parse_list(snaps.stdout, cols)
     holds = {}
     if with_holds:
