@@ -58,8 +58,10 @@ def test_passphrase_root_from_key_file(module, zpool, tmp_path):
         ["passphrase", "100000", "file://" + str(kf)]
     assert not module("zfs_dataset", args)["changed"]
     # A fixed-at-creation difference is reported, never "fixed" by recreating.
-    wrong = module("zfs_dataset", dict(args, keyformat="hex"))
+    wrong = module("zfs_dataset", dict(args, keyformat="hex", pbkdf2iters=None))
     assert wrong.failed and "fixed at creation" in wrong["msg"] and "zfs_key" in wrong["msg"]
+    wrong = module("zfs_dataset", dict(args, pbkdf2iters=200000))
+    assert wrong.failed and "pbkdf2iters is 100000" in wrong["msg"]
     assert zget(ds, "keyformat") == "passphrase"
 
 

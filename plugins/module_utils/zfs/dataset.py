@@ -251,6 +251,9 @@ def _check_create_only(spec, cur):
         elif spec.keyformat and cur["keyformat"] != spec.keyformat:
             wrong.append("keyformat is %s, declared %s (change keys with zfs_key)"
                          % (cur["keyformat"], spec.keyformat))
+        elif spec.pbkdf2iters and cur["pbkdf2iters"] != spec.pbkdf2iters:
+            wrong.append("pbkdf2iters is %s, declared %s (change keys with zfs_key)"
+                         % (cur["pbkdf2iters"], spec.pbkdf2iters))
     if wrong:
         raise Refusal("%s: these are fixed at creation and differ: %s. Nothing was changed; "
                       "recreate the dataset (and its data) to change them"
