@@ -150,3 +150,31 @@ def test_yaml_boolean_on_is_understood(module, zpool):
     assert zget(ds, "encryption") == "aes-256-gcm"
     assert not module("zfs_dataset", {"name": ds, "encryption": True, "keyformat": "hex"})["changed"]
     sh("zfs", "unload-key", ds, check=False)
+
+
+def test_escrowed_key_recovers_an_encrypted_dataset(module, zpool, tmp_path):
+    """encryption_key -> zfs_dataset with key_file -> lose the key -> age -d the escrow ->
+    the dataset loads and reads back byte-equal."""
+    ident = tmp_path / "admin.identity"
+    out = sh("age-keygen", "-o", str(ident))
+    recipient = [w for w in out.stderr.split() if w.startswith("age1")][0]
+    key = tmp_path / "vault.hex"
+    k = module("encryption_key", {"path": str(key), "escrow_recipients": [recipient]})
+    assert k["generated"]
+    ds = zpool["name"] + "/escrowed"
+    r = module("zfs_dataset", {"name": ds, "encryption": "aes-256-gcm", "keyformat": "hex",
+                               "key_file": str(key)})
+    assert r["changed"], r
+    mnt = zget(ds, "mountpoint")
+    payload = secrets.token_bytes(100000)
+    with open(mnt + "/data", "wb") as f:
+        f.write(payload)
+    sh("zfs", "unmount", ds)
+    sh("zfs", "unload-key", ds)
+    key.unlink()  # the key is lost...
+    recovered = tmp_path / "recovered.hex"
+    sh("age", "-d", "-i", str(ident), "-o", str(recovered), k["escrow_path"])
+    sh("zfs", "load-key", "-L", "file://" + str(recovered), ds)  # ...and recovered
+    sh("zfs", "mount", ds)
+    with open(mnt + "/data", "rb") as f:
+        assert f.read() == payload
