@@ -23,9 +23,10 @@ def test_recursive_snapshot_with_holds_idempotent(module, tree, exec_log):
     args = {"name": tree + "@s1", "recursive": True, "holds": ["keep"]}
     plan = module("zfs_snapshot", args, check=True)
     assert plan["changed"] and not names(tree, "snapshot")
+    before = len(exec_log("zfs"))
     r = module("zfs_snapshot", args)
+    assert len(exec_log("zfs")) - before == 3  # read, snapshot -r, hold
     assert r["changed"] and names(tree, "snapshot") == {tree + "@s1", tree + "/a@s1", tree + "/a/b@s1"}
-    assert len(exec_log("zfs")) == 3  # read, snapshot -r, hold
     holds = sh("zfs", "holds", "-H", tree + "@s1", tree + "/a/b@s1").stdout
     assert holds.count("keep") == 2
     assert not module("zfs_snapshot", args)["changed"]
