@@ -12,7 +12,7 @@ anything runs and says what to do instead.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import List, Optional
 
 
@@ -48,6 +48,8 @@ class Step:
     obj: str
     reason: str = ""
     argv: Optional[List[str]] = None
+    # stdin for the command (key material): never shown, never in as_dict()
+    secret: Optional[str] = field(default=None, repr=False, compare=False)
 
     def as_dict(self):
         d = {"action": self.action, "object": self.obj, "reason": self.reason}
@@ -61,8 +63,8 @@ class Plan:
         self.steps = []
         self.warnings = []
 
-    def add(self, action, obj, reason="", argv=None):
-        step = Step(action, obj, reason, argv)
+    def add(self, action, obj, reason="", argv=None, secret=None):
+        step = Step(action, obj, reason, argv, secret)
         self.steps.append(step)
         return step
 

@@ -6,7 +6,11 @@ import subprocess
 
 def sh(*argv, check=True, **kw):
     """Run a tool directly (test set-up and independent checks of the kernel's state)."""
-    return subprocess.run(argv, check=check, text=True, capture_output=True, **kw)
+    proc = subprocess.run(argv, check=False, text=True, capture_output=True, **kw)
+    if check and proc.returncode != 0:
+        raise AssertionError("%s failed (rc=%s): %s" % (" ".join(argv), proc.returncode,
+                                                       proc.stderr.strip()))
+    return proc
 
 
 def loops_of(path):

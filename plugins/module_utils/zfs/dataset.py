@@ -205,7 +205,8 @@ def plan_dataset(spec, tree, created):
                 and not (spec.keylocation or "").startswith("file://"):
             raise Refusal("%s: a new encryption root needs its key: give key, key_file or a "
                           "file:// keylocation" % spec.name)
-        dp.plan.add("create", spec.name, "does not exist", create_argv(spec))
+        dp.plan.add("create", spec.name, "does not exist", create_argv(spec),
+                    secret=None if spec.key is None else spec.key + "\n")
         dp.after = {"state": "present", "type": spec.type}
         dp.after.update(spec.properties)
         if spec.volsize:
@@ -334,8 +335,7 @@ def _apply(runner, plans, order, set_steps):
         dp = plans[i]
         for step in dp.plan.steps:
             if step.action == "create":
-                runner.run(step.argv, changes=True,
-                           secret=None if dp.spec.key is None else dp.spec.key + "\n")
+                runner.run(step.argv, changes=True, secret=step.secret)
                 if dp.spec.key is not None and dp.spec.keylocation not in (None, "prompt"):
                     runner.run(["zfs", "set", "keylocation=" + dp.spec.keylocation,
                                 dp.spec.name], changes=True)
