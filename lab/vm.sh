@@ -3,9 +3,9 @@
 #   lab/vm.sh 'CMD'      (what `make lab CMD='...'` calls)
 # The VM boots the newest installed stock Debian kernel under TCG (virtme-ng), sees the
 # host's root read-only (over 9p) with the checkout and the per-checkout work dir writable,
-# and gets Python's stdlib and the venv as ext4 disk images (fast imports). CMD runs as root
-# in the checkout, after lab/guest.sh started udev and loaded ZFS, dm-crypt, dm-integrity
-# and md. Nothing here touches the host's block devices.
+# and gets Python's stdlib and the venv as read-only ext4 disk images (fast imports; several
+# VMs may share them). CMD runs as root in the checkout, after lab/guest.sh started udev and
+# loaded ZFS, dm-crypt, dm-integrity and md. Nothing here touches the host's block devices.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 if [ $# -lt 1 ] || [ -z "$1" ]; then echo "usage: $0 'COMMAND'" >&2; exit 2; fi
@@ -37,11 +37,9 @@ export PATH="$BV_VENV/bin:$PATH"
 set +e
 setsid -w vng --disable-kvm --run "/boot/vmlinuz-$kver" --memory "$mem" --cpus "$cpus" \
   --rwdir "$BV_TOP" --rwdir "$BV_WORK" \
-  --disk "$BV_IMAGES/bvstdlib.img" --disk "$BV_IMAGES/bvvenv.img" \
-  --exec "bash $BV_TOP/lab/guest.sh $run" </dev/null \
-  2> >(grep -v -e "Image format was not specified" -e "probing guessed raw" \
-               -e "Automatically detecting the format is dangerous" \
-               -e "Specify the 'raw' format explicitly" >&2) | cat
+  --qemu-opts="-drive file=$BV_IMAGES/bvstdlib.img,format=raw,if=virtio,readonly=on" \
+  --qemu-opts="-drive file=$BV_IMAGES/bvvenv.img,format=raw,if=virtio,readonly=on" \
+  --exec "bash $BV_TOP/lab/guest.sh $run" </dev/null | cat
 # (| cat: QEMU opens the guest's stdout as a file with O_TRUNC; when our stdout is a log
 # file that would wipe everything printed before the VM started. A pipe cannot be truncated.)
 rc=${PIPESTATUS[0]}

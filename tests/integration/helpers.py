@@ -8,8 +8,8 @@ def sh(*argv, check=True, **kw):
     """Run a tool directly (test set-up and independent checks of the kernel's state)."""
     proc = subprocess.run(argv, check=False, text=True, capture_output=True, **kw)
     if check and proc.returncode != 0:
-        raise AssertionError("%s failed (rc=%s): %s" % (" ".join(argv), proc.returncode,
-                                                       proc.stderr.strip()))
+        raise AssertionError("%s failed (rc=%s): %s"
+                             % (" ".join(argv), proc.returncode, proc.stderr.strip()))
     return proc
 
 
