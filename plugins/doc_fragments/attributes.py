@@ -20,6 +20,25 @@ attributes:
       - Returns C(before)/C(after) views of every managed object when run with C(--diff).
 """
 
+    # Support levels shared by most modules (a module with other levels states its own).
+    CHECK_DIFF = r"""
+options: {}
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+"""
+
+    CHECK_ONLY = r"""
+options: {}
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+"""
+
     PLATFORM = r"""
 options: {}
 attributes:

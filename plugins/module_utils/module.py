@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
+from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 from ansible_collections.blindvault.storage.plugins.module_utils.plan import PartialApply, Refusal
@@ -57,6 +58,24 @@ def list_items(module, list_key, item_spec):
             module.fail_json(msg=where + "; ".join(result.error_messages))
         items.append(result.validated_parameters)
     return items
+
+
+def list_form_module(item_spec, list_key, key):
+    """An AnsibleModule for one object (``key`` and the item options at the top level) or many
+    (``list_key``: items with the same options, top-level values as their defaults).
+
+    Returns (module, items), every item validated before anything is touched.
+    """
+    argument_spec = dict(item_spec)
+    argument_spec[key] = {k: v for k, v in item_spec[key].items() if k != "required"}
+    argument_spec[list_key] = dict(type="list", elements="dict", options=item_options(item_spec))
+    module = AnsibleModule(
+        argument_spec=argument_spec,
+        required_one_of=[(key, list_key)],
+        mutually_exclusive=[(key, list_key)],
+        supports_check_mode=True,
+    )
+    return module, list_items(module, list_key, item_spec)
 
 
 @contextmanager

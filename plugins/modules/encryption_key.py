@@ -23,12 +23,8 @@ description:
 author: blindvault.storage contributors (@blindvault)
 extends_documentation_fragment:
   - blindvault.storage.attributes
+  - blindvault.storage.attributes.CHECK_DIFF
   - blindvault.storage.attributes.PLATFORM
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
 options:
   path:
     description: Where the key file goes. Its directory must exist.

@@ -24,12 +24,8 @@ description:
 author: blindvault.storage contributors (@blindvault)
 extends_documentation_fragment:
   - blindvault.storage.attributes
+  - blindvault.storage.attributes.CHECK_DIFF
   - blindvault.storage.attributes.PLATFORM
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
 options:
   file:
     description:
@@ -85,11 +81,36 @@ options:
   devices:
     description:
       - Converge many loop devices in one call (one state read, then only the needed changes).
-      - Each item takes the options O(file), O(size), O(state), O(direct_io), O(sector_size),
-        O(read_only) and O(force); options given at the top level are the defaults for every item.
+      - Each item takes the top-level options; those given at the top level are the defaults for
+        every item.
       - Every item is validated and planned before anything changes.
     type: list
     elements: dict
+    suboptions:
+      file:
+        description: See O(file). Required in every item.
+        type: path
+      size:
+        description: See O(size).
+        type: str
+      state:
+        description: See O(state).
+        type: str
+        choices: [attached, detached, absent]
+      direct_io:
+        description: See O(direct_io).
+        type: str
+        choices: [auto, 'on', 'off']
+      sector_size:
+        description: See O(sector_size).
+        type: int
+        choices: [512, 4096]
+      read_only:
+        description: See O(read_only).
+        type: bool
+      force:
+        description: See O(force).
+        type: bool
 notes:
   - Needs C(losetup) from util-linux 2.29 or later (JSON output) and root privileges.
 seealso:
@@ -186,8 +207,6 @@ actions:
             "command": "losetup --find --show --direct-io=on /srv/lab/disk0.img"}]
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.blindvault.storage.plugins.module_utils.block.loop import (
     DIRECT_IO_MODES,
     LoopSpec,
@@ -196,7 +215,7 @@ from ansible_collections.blindvault.storage.plugins.module_utils.block.loop impo
 )
 from ansible_collections.blindvault.storage.plugins.module_utils.module import (
     backend_errors,
-    list_items,
+    list_form_module,
     make_runner,
 )
 
@@ -212,15 +231,7 @@ ITEM_SPEC = dict(
 
 
 def main():
-    argument_spec = dict(ITEM_SPEC, file=dict(type="path"),
-                         devices=dict(type="list", elements="dict"))
-    module = AnsibleModule(
-        argument_spec=argument_spec,
-        required_one_of=[("file", "devices")],
-        mutually_exclusive=[("file", "devices")],
-        supports_check_mode=True,
-    )
-    items = list_items(module, "devices", ITEM_SPEC)
+    module, items = list_form_module(ITEM_SPEC, "devices", "file")
     with backend_errors(module):
         results = converge(make_runner(module), [LoopSpec(**item) for item in items])
     for res in results:

@@ -18,12 +18,8 @@ description:
 author: blindvault.storage contributors (@blindvault)
 extends_documentation_fragment:
   - blindvault.storage.attributes
+  - blindvault.storage.attributes.CHECK_DIFF
   - blindvault.storage.attributes.PLATFORM
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
 options:
   snapshot:
     description: The snapshot to bookmark (C(pool/ds@snap)). Required with O(state=present).

@@ -23,12 +23,8 @@ description:
 author: blindvault.storage contributors (@blindvault)
 extends_documentation_fragment:
   - blindvault.storage.attributes
+  - blindvault.storage.attributes.CHECK_DIFF
   - blindvault.storage.attributes.PLATFORM
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
 options:
   name:
     description:
@@ -200,12 +196,9 @@ actions:
   elements: dict
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.blindvault.storage.plugins.module_utils.module import (
     backend_errors,
-    item_options,
-    list_items,
+    list_form_module,
     make_runner,
 )
 from ansible_collections.blindvault.storage.plugins.module_utils.zfs.dataset import (
@@ -232,15 +225,7 @@ ITEM_SPEC = dict(
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(ITEM_SPEC, name=dict(type="str"),
-                           datasets=dict(type="list", elements="dict",
-                                         options=item_options(ITEM_SPEC))),
-        required_one_of=[("name", "datasets")],
-        mutually_exclusive=[("name", "datasets")],
-        supports_check_mode=True,
-    )
-    items = list_items(module, "datasets", ITEM_SPEC)
+    module, items = list_form_module(ITEM_SPEC, "datasets", "name")
     with backend_errors(module):
         results = converge(make_runner(module), [DatasetSpec(**item) for item in items])
     diffs = [dict(r.pop("diff"), before_header=r["name"], after_header=r["name"]) for r in results]

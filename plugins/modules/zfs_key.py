@@ -28,12 +28,8 @@ description:
 author: blindvault.storage contributors (@blindvault)
 extends_documentation_fragment:
   - blindvault.storage.attributes
+  - blindvault.storage.attributes.CHECK_ONLY
   - blindvault.storage.attributes.PLATFORM
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
 options:
   name:
     description: The encryption root.

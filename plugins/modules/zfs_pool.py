@@ -22,12 +22,8 @@ description:
 author: blindvault.storage contributors (@blindvault)
 extends_documentation_fragment:
   - blindvault.storage.attributes
+  - blindvault.storage.attributes.CHECK_DIFF
   - blindvault.storage.attributes.PLATFORM
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
 options:
   name:
     description: Pool name.

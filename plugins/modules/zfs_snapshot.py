@@ -21,12 +21,8 @@ description:
 author: blindvault.storage contributors (@blindvault)
 extends_documentation_fragment:
   - blindvault.storage.attributes
+  - blindvault.storage.attributes.CHECK_ONLY
   - blindvault.storage.attributes.PLATFORM
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
 options:
   name:
     description: Snapshot name C(pool/dataset@snapshot). Required unless O(snapshots) is given.
@@ -118,12 +114,9 @@ actions:
   elements: dict
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.blindvault.storage.plugins.module_utils.module import (
     backend_errors,
-    item_options,
-    list_items,
+    list_form_module,
     make_runner,
 )
 from ansible_collections.blindvault.storage.plugins.module_utils.zfs.snapshot import (
@@ -142,15 +135,7 @@ ITEM_SPEC = dict(
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(ITEM_SPEC, name=dict(type="str"),
-                           snapshots=dict(type="list", elements="dict",
-                                          options=item_options(ITEM_SPEC))),
-        required_one_of=[("name", "snapshots")],
-        mutually_exclusive=[("name", "snapshots")],
-        supports_check_mode=True,
-    )
-    items = list_items(module, "snapshots", ITEM_SPEC)
+    module, items = list_form_module(ITEM_SPEC, "snapshots", "name")
     with backend_errors(module):
         result = converge_snapshots(make_runner(module), items)
     module.exit_json(**result)

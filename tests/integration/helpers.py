@@ -1,6 +1,7 @@
 """Helpers for the integration tests (imported by tests and conftest)."""
 
 import os
+import re
 import subprocess
 
 
@@ -21,3 +22,8 @@ def loops_of(path):
 def sysfs(device, attr):
     with open("/sys/block/%s/%s" % (os.path.basename(device), attr)) as f:
         return f.read().strip()
+
+
+def node_name(request, limit=24):
+    """The test's name, shortened and safe as a dataset name component."""
+    return re.sub(r"[^A-Za-z0-9_-]", "-", request.node.name[5:5 + limit])

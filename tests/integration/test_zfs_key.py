@@ -4,7 +4,7 @@ import secrets
 
 import pytest
 
-from helpers import sh
+from helpers import node_name, sh
 
 
 def zget(ds, prop):
@@ -14,7 +14,7 @@ def zget(ds, prop):
 @pytest.fixture
 def root(module, zpool, tmp_path, request):
     """An encryption root (hex key in a file) with a child holding data; key unloaded."""
-    name = "%s/%s" % (zpool["name"], request.node.name[5:28])
+    name = "%s/%s" % (zpool["name"], node_name(request))
     kf = tmp_path / "k1.hex"
     kf.write_text(secrets.token_hex(32))
     module("zfs_dataset", {"datasets": [

@@ -2,7 +2,7 @@
 
 import pytest
 
-from helpers import sh
+from helpers import node_name, sh
 
 
 def names(pattern_root, kind):
@@ -12,7 +12,7 @@ def names(pattern_root, kind):
 
 @pytest.fixture
 def tree(module, zpool, request):
-    top = "%s/%s" % (zpool["name"], request.node.name[5:30])
+    top = "%s/%s" % (zpool["name"], node_name(request))
     module("zfs_dataset", {"datasets": [{"name": top}, {"name": top + "/a"},
                                         {"name": top + "/a/b"}]})
     yield top

@@ -42,7 +42,7 @@ def test_list_form_reads_state_once(losetup, tmp_path):
     ({"file": "/x.img", "size": "lots"}, "not a size"),
     ({"file": "/x.img", "state": "absent", "size": "8M"}, "size only applies"),
     ({"devices": [{"size": "8M"}]}, "devices[0]: missing required arguments: file"),
-    ({"devices": [{"file": "/x.img", "direct_io": "maybe"}]}, "devices[0]: value of direct_io"),
+    ({"devices": [{"file": "/x.img", "direct_io": "maybe"}]}, "direct_io must be one of: auto, on, off, got: maybe found in devices"),
     ({"file": "/x.img", "devices": []}, "mutually exclusive"),
 ])
 def test_bad_input_fails_before_any_command(losetup, args, message):
