@@ -4,7 +4,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 LAB := lab
 
-.PHONY: help test demo lab install unit sanity build integration fixtures clean
+.PHONY: help test demo lab install unit sanity build integration fixtures bench clean
 
 help:
 	@echo "make test           install, unit, sanity, build, then the integration suite in the lab VM"
@@ -12,6 +12,7 @@ help:
 	@echo "make lab CMD='...'  run CMD inside the lab VM (from the repository root), exit with its status"
 	@echo "make unit|sanity|build|integration   one phase of make test"
 	@echo "make fixtures       re-record tests/unit/fixtures from the real tools inside the VM"
+	@echo "make bench [N=10]   zfs_dataset vs community.general.zfs vs bare zfs, side by side in the VM"
 
 test:
 	@$(LAB)/test.sh
@@ -32,6 +33,9 @@ demo:
 
 fixtures:
 	@$(LAB)/vm.sh 'bash lab/record-fixtures.sh tests/unit/fixtures'
+
+bench:
+	@$(LAB)/install.sh bench && $(LAB)/vm.sh 'bash bench/zfs_dataset_vs_community.sh $(or $(N),10)'
 
 clean:
 	@source $(LAB)/env.sh && rm -rf "$$BV_WORK" && echo "removed $$BV_WORK"

@@ -5,6 +5,7 @@
 #   lab/install.sh lab    - Debian packages: stock kernel, ZFS (dkms), cryptsetup, mdadm, qemu...
 #   lab/install.sh images - ext4 images of the Python stdlib and the venv for the VM
 #   lab/install.sh all    - the three above
+#   lab/install.sh bench  - a separate venv with peers to measure against (not part of all)
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 export DEBIAN_FRONTEND=noninteractive
@@ -122,6 +123,20 @@ install_images() {
   build_image bvvenv "$BV_VENV" "$BV_VENV $(stat -c %Y "$BV_VENV/.complete")"
 }
 
+install_bench() {
+  # Peers for benchmarks only (community.general comes with the `ansible` package): a venv of
+  # its own, so make test never pays for it.
+  local venv=$BV_HOME/bench-venv
+  if [ ! -f "$venv/.complete" ]; then
+    log "bench venv: ansible (community.general) in $venv"
+    rm -rf "$venv"
+    "$BV_BASE_PY" -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check 'ansible-core>=2.19,<2.20' \
+      'ansible>=12,<13' 2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2)
+    touch "$venv/.complete"
+  fi
+}
+
 what=${1:-all}
 start=$SECONDS
 case $what in
@@ -129,6 +144,7 @@ case $what in
   lab) install_lab ;;
   images) install_host; install_images ;;
   all) install_host; install_lab; install_images ;;
-  *) echo "usage: $0 host|lab|images|all" >&2; exit 2 ;;
+  bench) install_bench ;;
+  *) echo "usage: $0 host|lab|images|all|bench" >&2; exit 2 ;;
 esac
 log "$what: done in $(( SECONDS - start )) s"
