@@ -49,7 +49,7 @@ do_build() {
   local tarball
   tarball=$(ls "$BV_WORK"/dist/blindvault-storage-*.tar.gz)
   # The artefact must hold the collection and none of the lab's scratch.
-  if tar -tzf "$tarball" | grep -E '^(\.lab|lab/|\.ci/|\.git/)'; then
+  if tar -tzf "$tarball" | grep -E '^(\.lab|lab/|bench/|\.ci/|\.git/)'; then
     echo "build: lab or CI files leaked into $tarball" >&2; return 1
   fi
   echo "built $tarball ($(du -k "$tarball" | cut -f1) KiB)"
