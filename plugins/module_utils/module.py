@@ -78,6 +78,22 @@ def list_form_module(item_spec, list_key, key):
     return module, list_items(module, list_key, item_spec)
 
 
+def exit_list_form(module, results, list_key, key, flat_single=False):
+    """Exit with per-object results: their warnings raised, their diffs headed by ``key``,
+    their plans joined. ``flat_single``: without the list, the one result's keys are the
+    module's own (as a single-object module returns them)."""
+    for res in results:
+        for warning in res.pop("warnings", []):
+            module.warn(warning)
+    diffs = [dict(res.pop("diff"), before_header=res[key], after_header=res[key])
+             for res in results]
+    single = module.params[list_key] is None
+    if single and flat_single:
+        module.exit_json(diff=diffs[0], **results[0])
+    module.exit_json(changed=any(r["changed"] for r in results), diff=diffs[0] if single else diffs,
+                     actions=[a for r in results for a in r["actions"]], **{list_key: results})
+
+
 @contextmanager
 def backend_errors(module):
     """Turn the backends' typed errors into fail_json with the tool's own words."""

@@ -215,6 +215,7 @@ from ansible_collections.blindvault.storage.plugins.module_utils.block.loop impo
 )
 from ansible_collections.blindvault.storage.plugins.module_utils.module import (
     backend_errors,
+    exit_list_form,
     list_form_module,
     make_runner,
 )
@@ -234,16 +235,7 @@ def main():
     module, items = list_form_module(ITEM_SPEC, "devices", "file")
     with backend_errors(module):
         results = converge(make_runner(module), [LoopSpec(**item) for item in items])
-    for res in results:
-        for warning in res.pop("warnings"):
-            module.warn(warning)
-    diffs = [dict(res.pop("diff"), before_header=res["file"], after_header=res["file"])
-             for res in results]
-    changed = any(r["changed"] for r in results)
-    if module.params["devices"] is None:
-        module.exit_json(diff=diffs[0], **results[0])
-    module.exit_json(changed=changed, devices=results, diff=diffs,
-                     actions=[a for r in results for a in r["actions"]])
+    exit_list_form(module, results, "devices", "file", flat_single=True)
 
 
 if __name__ == "__main__":

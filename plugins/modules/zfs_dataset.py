@@ -58,9 +58,9 @@ options:
       - Encryption suite for a new encryption root, one of V(on), V(off), V(aes-128-ccm),
         V(aes-192-ccm), V(aes-256-ccm), V(aes-128-gcm), V(aes-192-gcm), V(aes-256-gcm) (YAML's
         unquoted C(on)/C(off) booleans are understood). V(on) takes ZFS's default
-        (V(aes-256-gcm) on 2.1) and a second run stays unchanged. Omit for a dataset that inherits its parent's
-        encryption. Needs O(keyformat) and, unless O(keylocation) points at the key,
-        O(key) or O(key_file).
+        (V(aes-256-gcm) on 2.1) and a second run stays unchanged. Omit for a dataset that
+        inherits its parent's encryption. Needs O(keyformat) and, unless O(keylocation) points
+        at the key, O(key) or O(key_file).
     type: str
   keyformat:
     description: Key format of a new encryption root.
@@ -198,6 +198,7 @@ actions:
 
 from ansible_collections.blindvault.storage.plugins.module_utils.module import (
     backend_errors,
+    exit_list_form,
     list_form_module,
     make_runner,
 )
@@ -228,10 +229,7 @@ def main():
     module, items = list_form_module(ITEM_SPEC, "datasets", "name")
     with backend_errors(module):
         results = converge(make_runner(module), [DatasetSpec(**item) for item in items])
-    diffs = [dict(r.pop("diff"), before_header=r["name"], after_header=r["name"]) for r in results]
-    module.exit_json(changed=any(r["changed"] for r in results), datasets=results,
-                     actions=[a for r in results for a in r["actions"]],
-                     diff=diffs[0] if module.params["datasets"] is None else diffs)
+    exit_list_form(module, results, "datasets", "name")
 
 
 if __name__ == "__main__":
