@@ -39,9 +39,9 @@ setsid -w vng --disable-kvm --run "/boot/vmlinuz-$kver" --memory "$mem" --cpus "
   --rwdir "$BV_TOP" --rwdir "$BV_WORK" \
   --qemu-opts="-drive file=$BV_IMAGES/bvstdlib.img,format=raw,if=virtio,readonly=on" \
   --qemu-opts="-drive file=$BV_IMAGES/bvvenv.img,format=raw,if=virtio,readonly=on" \
-  --exec "bash $BV_TOP/lab/guest.sh $run" </dev/null | cat
-# (| cat: QEMU opens the guest's stdout as a file with O_TRUNC; when our stdout is a log
-# file that would wipe everything printed before the VM started. A pipe cannot be truncated.)
+  --exec "bash $BV_TOP/lab/guest.sh $run" </dev/null 2> >(cat >&2) | cat
+# (Pipes on both: QEMU opens the guest's stdout and stderr as files with O_TRUNC; when ours
+# are a log file that would wipe everything printed before the VM started.)
 rc=${PIPESTATUS[0]}
 set -e
 # vng reports the guest command's status; the guest also leaves it in a file, which

@@ -49,8 +49,9 @@ def test_create_import_export_cycle(module, disks):
     with open(os.path.join(disks["alt"], "bvcarrier", "precious"), "w") as f:
         f.write("site A data")
 
-    gone = module("zfs_pool", {"name": "bvcarrier", "state": "exported"})
+    gone = module("zfs_pool", {"name": "bvcarrier", "state": "exported"}, diff=True)
     assert gone["changed"] and "bvcarrier" not in imported()
+    assert gone["diff"] == {"before": {"state": "imported"}, "after": {"state": "exported"}}
     assert not module("zfs_pool", {"name": "bvcarrier", "state": "exported"})["changed"]
 
     # The carrier comes back: present imports it (it does not create a new, empty pool).

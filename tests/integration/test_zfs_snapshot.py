@@ -68,7 +68,10 @@ def test_destroy_bookmarks_first_and_respects_replication_holds(module, tree):
 def test_bookmark_present_absent_and_guid_mismatch(module, tree):
     sh("zfs", "snapshot", tree + "@m1")
     sh("zfs", "snapshot", tree + "@m2")
+    plan = module("zfs_bookmark", {"snapshot": tree + "@m1", "bookmark": "m1"}, check=True)
+    assert plan["changed"] and not names(tree, "bookmark")
     r = module("zfs_bookmark", {"snapshot": tree + "@m1", "bookmark": "m1"}, diff=True)
+    assert r["diff"] == {"before": {"exists": False}, "after": {"exists": True}}
     assert r["changed"] and r["bookmark"] == tree + "#m1" and tree + "#m1" in names(tree, "bookmark")
     guid = sh("zfs", "get", "-Hp", "-o", "value", "guid", tree + "@m1").stdout.strip()
     assert str(r["guid"]) == guid
