@@ -256,7 +256,7 @@ class ItemPlan:
 
 
 def _file_state(path):
-    """lstat of path (None when missing), refusing anything that is not a regular file."""
+    """stat of path (None when missing), refusing anything that is not a regular file."""
     try:
         st = os.stat(path)
     except FileNotFoundError:

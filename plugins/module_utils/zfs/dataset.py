@@ -30,7 +30,6 @@ KEY_PROPERTIES = ("encryption", "keyformat", "keylocation", "pbkdf2iters", "encr
 SIZE_PROPERTIES = ("quota", "refquota", "reservation", "refreservation", "volsize",
                    "recordsize", "volblocksize", "special_small_blocks")
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGTPE]?)(?:i?B)?\s*$", re.IGNORECASE)
-HOLD_PREFIX = "blindvault:"
 
 
 def zfs_size(value):
@@ -121,6 +120,11 @@ class DatasetSpec:
             raise Refusal("%s: a raw (32-byte binary) key must come from key_file" % n)
 
     @property
+    def watched(self):
+        """The properties shown in this dataset's diff."""
+        return list(self.properties) + (["volsize"] if self.type == "volume" else [])
+
+    @property
     def pool(self):
         return self.name.split("/", 1)[0]
 
@@ -170,8 +174,7 @@ def plan_dataset(spec, tree, created):
     """Plan one spec against the tree; ``created`` holds names this run will create first."""
     dp = DatasetPlan(spec)
     cur = tree.get(spec.name)
-    watched = list(spec.properties) + (["volsize"] if spec.type == "volume" else [])
-    dp.before = _view(cur, watched)
+    dp.before = _view(cur, spec.watched)
     if spec.state == "absent":
         if cur is None:
             return dp
@@ -182,9 +185,7 @@ def plan_dataset(spec, tree, created):
         if below and not spec.recursive:
             raise Refusal("%s has %d descendant(s) (%s); set recursive: true to destroy them too"
                           % (spec.name, len(below), ", ".join(d.name for d in below[:5])))
-        held = {snap: tags for snap, tags in tree.holds.items()
-                if (snap.split("@")[0] == spec.name or snap.startswith(spec.name + "/"))
-                and any(t.startswith(HOLD_PREFIX) for t in tags)}
+        held = tree.replication_holds(spec.name)
         if held and not spec.force:
             raise Refusal("%s: snapshots carry replication holds (%s): they are the last common "
                           "base of a replica; set force: true to release them and destroy"
@@ -323,8 +324,7 @@ def converge(runner, specs):
         after = read_tree(runner, pools, recursive=True, extra=extra, with_holds=False,
                           types="filesystem,volume")
         for dp in plans:
-            watched = list(dp.spec.properties) + (["volsize"] if dp.spec.type == "volume" else [])
-            dp.after = _view(after.get(dp.spec.name), watched)
+            dp.after = _view(after.get(dp.spec.name), dp.spec.watched)
     return [_result(dp) for dp in plans]
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from ansible_collections.blindvault.storage.plugins.module_utils.plan import Plan, Refusal
 from ansible_collections.blindvault.storage.plugins.module_utils.zfs.dataset import (
-    HOLD_PREFIX,
     KEYFORMATS,
     check_key,
 )
@@ -91,7 +90,7 @@ def converge(runner, spec):
         if not ds.is_encryption_root:
             result["key_id"] = ds[KEY_ID]
         else:
-            held = [s for s, tags in tree.holds.items() if any(t.startswith(HOLD_PREFIX) for t in tags)]
+            held = list(tree.replication_holds(name))
             if held and not spec.get("force"):
                 raise Refusal(
                     "%s: replication holds exist (%s): change-key -i makes this dataset part of its "

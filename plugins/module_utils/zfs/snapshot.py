@@ -13,10 +13,7 @@ base survives (safety rule R4), and refuses snapshots held by replication.
 from __future__ import annotations
 
 from ansible_collections.blindvault.storage.plugins.module_utils.plan import Plan, Refusal
-from ansible_collections.blindvault.storage.plugins.module_utils.zfs.dataset import (
-    HOLD_PREFIX,
-    valid_name,
-)
+from ansible_collections.blindvault.storage.plugins.module_utils.zfs.dataset import valid_name
 from ansible_collections.blindvault.storage.plugins.module_utils.zfs.state import read_tree
 
 
@@ -69,9 +66,7 @@ def converge_snapshots(runner, specs):
                     res["changed"] = True
         else:
             if have:
-                held = {w: [t for t in tree.holds.get(w, []) if t.startswith(HOLD_PREFIX)]
-                        for w in have}
-                held = {w: t for w, t in held.items() if t}
+                held = {w: t for w, t in tree.replication_holds(ds).items() if w in have}
                 if held and not s["force"]:
                     raise Refusal("%s: held by replication (%s): it is a replica's common base; "
                                   "set force: true to release and destroy it" % (

@@ -18,6 +18,9 @@ from typing import Dict, List, Optional, Tuple
 from ansible_collections.blindvault.storage.plugins.module_utils.runner import CommandError
 
 KEY_ID = "blindvault:key-id"
+# Hold tags placed by replication: ``blindvault:<target dataset>``. They mark the newest
+# common base of a replica; nothing here destroys such a snapshot unless forced.
+HOLD_PREFIX = "blindvault:"
 
 # What every tree read asks for; callers may add properties (returned in .props).
 BASE_PROPERTIES = (
@@ -99,6 +102,16 @@ class Tree:
     def bookmarks_of(self, name):
         return sorted([d for d in self.bookmarks if d.dataset == name],
                       key=lambda d: d["createtxg"] or 0)
+
+    def replication_holds(self, under):
+        """{snapshot: [blindvault:* tags]} for held snapshots of ``under`` and its descendants."""
+        found = {}
+        for snap, tags in self.holds.items():
+            ds = snap.split("@", 1)[0]
+            mine = [t for t in tags if t.startswith(HOLD_PREFIX)]
+            if mine and (ds == under or ds.startswith(under + "/")):
+                found[snap] = mine
+        return found
 
     def children(self, name):
         prefix = name + "/"

@@ -81,7 +81,7 @@ def test_plan_refuses_inherited_where_a_root_is_declared():
 
 def test_plan_absent_guards():
     t = tree(ds("p"), ds("p/a"), ds("p/a/b"), Dataset("p/a/b@s", "snapshot", {"createtxg": 1}),
-             holds={"p/a/b@s": ["blindvault:carrier/a/b"]})
+             holds={"p/a/b@s": ["keep", "blindvault:carrier/a/b"]})
     with pytest.raises(Refusal, match="recursive: true"):
         plan_dataset(DatasetSpec("p/a", state="absent"), t, set())
     with pytest.raises(Refusal, match="replication holds"):
