@@ -12,13 +12,16 @@ Every backend (ZFS, LUKS, dm-integrity, md, loop) runs its tools through a
 * secrets go on stdin (``secret=``) or through a 0600 file in a 0700 directory
   (``secret_file()``), never in argv, never in the history or an error;
 * failures raise ``CommandError`` carrying argv, rc and the tool's stderr;
-* check mode: a command marked ``changes=True`` is recorded, not run.
+* check mode: a command marked ``changes=True`` is recorded, not run;
+* pipelines (``pipeline()``): ``zfs send | zfs recv`` joined by an OS pipe, so the stream
+  never passes through Python unless a ``sink`` (a hashing reader) asks for it.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -60,6 +63,28 @@ class Result:
     stderr: str = field(repr=False)
     ran: bool = True
     seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class PipeResult:
+    """What a pipeline did: per-stage argv, rc and stderr; ``out_bytes`` read from its end."""
+
+    argvs: list
+    rcs: list
+    stderrs: list = field(repr=False)
+    ran: bool = True
+    seconds: float = 0.0
+    out_bytes: int = 0
+
+    def cause(self):
+        """Index of the stage whose failure explains the pipeline's, or None if all passed.
+
+        A writer killed by SIGPIPE (or saying "Broken pipe") failed because its reader did.
+        """
+        failed = [i for i, rc in enumerate(self.rcs) if rc != 0]
+        real = [i for i in failed if self.rcs[i] not in (-signal.SIGPIPE, 128 + signal.SIGPIPE)
+                and "broken pipe" not in self.stderrs[i].lower()]
+        return (real or failed or [None])[0]
 
 
 C_LOCALE = {"LC_ALL": "C", "LANG": "C", "LANGUAGE": "C"}
@@ -136,6 +161,81 @@ class Runner:
         if check and proc.returncode != 0:
             raise CommandError(argv, proc.returncode, out, err)
         return Result(argv, proc.returncode, out, err, ran=True, seconds=seconds)
+
+    def pipeline(self, argvs, changes=False, sink=None, stderr_file=None, timeout=None):
+        """Run ``argvs[0] | argvs[1] | ...`` joined by OS pipes; return a ``PipeResult``.
+
+        ``sink``: a callable fed the last command's stdout in chunks (e.g. a hash), else it
+        is discarded. ``stderr_file``: a path receiving the first command's stderr as it is
+        written (``zfs send -v`` progress). On failure a ``CommandError`` names the stage
+        that caused it (a sender killed by a closed pipe is a consequence, not the cause).
+        """
+        argvs = [[str(a) for a in argv] for argv in argvs]
+        if not argvs or any(not argv for argv in argvs):
+            raise TypeError("pipeline needs non-empty argv lists, got %r" % (argvs,))
+        shown = " | ".join(" ".join(a) for a in argvs)
+        if changes and self.check_mode:
+            self.history.append({"argv": argvs, "rc": None, "ran": False, "seconds": 0.0})
+            return PipeResult(argvs, [0] * len(argvs), [""] * len(argvs), ran=False)
+        env = dict(os.environ)
+        env.update(C_LOCALE)
+        env["PATH"] = self.path
+        exes = [self.which(argv[0]) for argv in argvs]
+        errs = [tempfile.TemporaryFile() for _ in argvs]
+        progress = open(stderr_file, "wb") if stderr_file else None
+        procs = []
+        count = 0
+        start = time.monotonic()
+        try:
+            prev = subprocess.DEVNULL
+            for i, (exe, argv) in enumerate(zip(exes, argvs)):
+                err = progress if (i == 0 and progress) else errs[i]
+                proc = subprocess.Popen(  # noqa: S603 - argv lists, no shell
+                    [exe] + argv[1:], stdin=prev, stdout=subprocess.PIPE, stderr=err, env=env)
+                if i:
+                    prev.close()  # the reader owns it now: a dead reader must SIGPIPE the writer
+                prev = proc.stdout
+                procs.append(proc)
+            while True:
+                chunk = prev.read(1 << 20)
+                if not chunk:
+                    break
+                count += len(chunk)
+                if sink is not None:
+                    sink(chunk)
+            prev.close()
+            deadline = None if not (timeout or self.timeout) else start + (timeout or self.timeout)
+            rcs = []
+            for proc in procs:
+                left = None if deadline is None else max(0.1, deadline - time.monotonic())
+                rcs.append(proc.wait(timeout=left))
+        except subprocess.TimeoutExpired:
+            for proc in procs:
+                proc.kill()
+            raise CommandError(argvs[-1], None, "", "%s timed out" % shown) from None
+        finally:
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+            if progress:
+                progress.close()
+        stderrs = []
+        for f in errs:
+            f.seek(0)
+            stderrs.append(f.read().decode("utf-8", "replace"))
+            f.close()
+        if progress:
+            with open(stderr_file, "rb") as f:
+                stderrs[0] = f.read()[-4096:].decode("utf-8", "replace")
+        seconds = round(time.monotonic() - start, 3)
+        self.history.append({"argv": argvs, "rc": rcs, "ran": True, "seconds": seconds})
+        result = PipeResult(argvs, rcs, stderrs, ran=True, seconds=seconds, out_bytes=count)
+        failed = result.cause()
+        if failed is not None:
+            raise CommandError(argvs[failed], rcs[failed], "", "%s (in: %s)" % (
+                stderrs[failed].strip() or "no output", shown))
+        return result
 
     @contextmanager
     def secret_file(self, secret):

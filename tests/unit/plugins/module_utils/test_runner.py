@@ -74,3 +74,37 @@ def test_missing_tool_is_named():
 def test_system_sbin_is_searched(monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     assert Runner().which("sh") in ("/usr/bin/sh", "/bin/sh")
+
+
+def test_pipeline_joins_processes_and_feeds_the_sink():
+    import hashlib
+    h = hashlib.sha256()
+    res = Runner().pipeline([["sh", "-c", "head -c 3000000 /dev/zero"], ["cat"], ["cat"]],
+                            sink=h.update)
+    assert res.out_bytes == 3000000 and res.rcs == [0, 0, 0]
+    assert h.hexdigest() == hashlib.sha256(b"\0" * 3000000).hexdigest()
+
+
+def test_pipeline_blames_the_reader_not_the_sigpiped_writer():
+    with pytest.raises(CommandError) as exc:
+        Runner().pipeline([["sh", "-c", "yes"], ["sh", "-c", "head -c 10 >/dev/null; "
+                                                       "echo 'cannot receive' >&2; exit 2"]])
+    assert exc.value.rc == 2 and "cannot receive" in str(exc.value)
+    assert "yes | sh" in str(exc.value)
+
+
+def test_pipeline_blames_a_failing_writer():
+    with pytest.raises(CommandError) as exc:
+        Runner().pipeline([["sh", "-c", "echo 'no such snapshot' >&2; exit 1"],
+                           ["sh", "-c", "cat >/dev/null; echo 'failed to read' >&2; exit 1"]])
+    assert "no such snapshot" in str(exc.value)
+
+
+def test_pipeline_progress_file_and_check_mode(tmp_path):
+    prog = tmp_path / "progress"
+    res = Runner().pipeline([["sh", "-c", "echo 12345 >&2; echo data"], ["cat"]],
+                            stderr_file=str(prog))
+    assert prog.read_text() == "12345\n" and res.stderrs[0] == "12345\n"
+    runner = Runner(check_mode=True)
+    res = runner.pipeline([["false"], ["false"]], changes=True)
+    assert not res.ran and runner.history[0]["ran"] is False
