@@ -18,6 +18,9 @@ from typing import Dict, List, Optional, Tuple
 from ansible_collections.blindvault.storage.plugins.module_utils.runner import CommandError
 
 KEY_ID = "blindvault:key-id"
+# Set by zfs_replicate on every receive (zfs recv -o): this dataset is a replica of that
+# source. Snapshots are never taken on a replica (safety rule R2).
+REPLICA_OF = "blindvault:replica-of"
 # Hold tags placed by replication: ``blindvault:<target dataset>``. They mark the newest
 # common base of a replica; nothing here destroys such a snapshot unless forced.
 HOLD_PREFIX = "blindvault:"
@@ -25,7 +28,7 @@ HOLD_PREFIX = "blindvault:"
 # What every tree read asks for; callers may add properties (returned in .props).
 BASE_PROPERTIES = (
     "name", "type", "guid", "createtxg", "encryption", "encryptionroot", "keyformat",
-    "keylocation", "keystatus", "pbkdf2iters", "pbkdf2salt", KEY_ID, "userrefs",
+    "keylocation", "keystatus", "pbkdf2iters", "pbkdf2salt", KEY_ID, REPLICA_OF, "userrefs",
     "receive_resume_token", "origin", "used", "mounted", "mountpoint", "readonly",
 )
 NUMERIC = {"guid", "createtxg", "pbkdf2iters", "pbkdf2salt", "userrefs", "used"}
