@@ -9,6 +9,7 @@ import importlib
 import io
 import json
 
+from ansible.module_utils.common import warnings as _warnings
 from ansible.module_utils.testing import patch_module_args
 
 
@@ -23,6 +24,9 @@ def run_module(name, args, check=False, diff=False):
     mod = importlib.import_module("ansible_collections.blindvault.storage.plugins.modules." + name)
     params = dict(args, _ansible_check_mode=check, _ansible_diff=diff)
     out = io.StringIO()
+    # A real module runs in its own process: warnings of earlier runs must not leak in.
+    _warnings._global_warnings.clear()
+    _warnings._global_deprecations.clear()
     with patch_module_args(params), contextlib.redirect_stdout(out):
         try:
             mod.main()

@@ -31,7 +31,8 @@ BASE_PROPERTIES = (
     "keylocation", "keystatus", "pbkdf2iters", "pbkdf2salt", KEY_ID, REPLICA_OF, "userrefs",
     "receive_resume_token", "origin", "used", "mounted", "mountpoint", "readonly",
 )
-NUMERIC = {"guid", "createtxg", "pbkdf2iters", "pbkdf2salt", "userrefs", "used"}
+NUMERIC = {"guid", "createtxg", "creation", "pbkdf2iters", "pbkdf2salt", "userrefs", "used", "written",
+           "referenced"}
 
 
 @dataclass(frozen=True)
