@@ -181,7 +181,7 @@ class Runner:
         env.update(C_LOCALE)
         env["PATH"] = self.path
         exes = [self.which(argv[0]) for argv in argvs]
-        errs = [tempfile.TemporaryFile() for _ in argvs]
+        errs = [tempfile.TemporaryFile() for _argv in argvs]
         progress = open(stderr_file, "wb") if stderr_file else None
         procs = []
         count = 0

@@ -108,7 +108,7 @@ options:
   force_rollback:
     description:
       - Let C(zfs recv -F) destroy target snapshots newer than the common base (and changes made
-        since). Check mode lists each one in RV(datasets[].destroys).
+        since). Check mode lists each one (C(destroys) in RV(datasets)).
     type: bool
     default: false
   allow_orphans:
@@ -132,7 +132,6 @@ notes:
     C(written)/C(referenced) properties.
   - The task fails when any group was refused or failed; the plan and what was done are returned.
 seealso:
-  - module: blindvault.storage.zfs_verify
   - module: blindvault.storage.zfs_key
   - module: blindvault.storage.zfs_info
 """
