@@ -399,3 +399,31 @@ def test_a_replica_damaged_by_bare_commands_is_reported_and_repaired(module, poo
     assert not res.failed, res
     assert res["hazards"] == []
     assert read_back(dst, k2) == files_of(src)
+
+
+def test_unencrypted_data_is_encrypted_on_an_encrypted_carrier(module, pools, request):
+    """R9: an unencrypted dataset goes non-raw and is encrypted under the carrier's root."""
+    name = node_name(request, 30)
+    plain = "%s/%s" % (pools["a"], name)
+    sh("zfs", "create", plain)
+    sh("zfs", "create", plain + "/sub")
+    put(plain + "/sub", "p.bin")
+    enc = "%s/%s-enc" % (pools["carrier"], name)
+    key = new_key(pools["keydir"], name + ".carrier", "hex")
+    sh("zfs", "create", "-o", "encryption=aes-256-gcm", *key_opts("hex", key), enc)
+    sh("zfs", "unmount", enc)
+    sh("zfs", "unload-key", enc)
+    res = module("zfs_replicate", {"source": plain, "target": enc + "/plain", "snapshot": "u1"})
+    assert res.failed and "R9" in res["msg"]
+    sh("zfs", "load-key", enc)
+    try:
+        res = module("zfs_replicate", {"source": plain, "target": enc + "/plain", "snapshot": "u1"})
+        assert not res.failed, res
+        assert "-w" not in res["streams"][0]["command"].split()
+        assert prop(enc + "/plain/sub", "encryptionroot") == enc
+        put(plain + "/sub", "q.bin")
+        res = module("zfs_replicate", {"source": plain, "target": enc + "/plain", "snapshot": "u2"})
+        assert not res.failed, res
+    finally:
+        sh("zfs", "unload-key", enc, check=False)
+    assert read_back(enc + "/plain", lambda root: key) == files_of(plain)

@@ -539,6 +539,13 @@ def plan_replication(src, dst, opts, source_top, target_top, snapshot, new_snaps
         recv.append(st.target)
         st.recv = recv
 
+    # a dataset whose parent's replica does not exist yet waits for its parent (pre-order)
+    for d in chosen:
+        parent = d.name.rsplit("/", 1)[0]
+        m = decided[d.name]
+        if m.group not in refused and parent in decided and target_of(parent) not in dst \
+                and decided[parent].group in refused:
+            refuse(m.group, "its parent %s is refused, so %s cannot be created" % (parent, m.target))
     # groups refused: nothing of theirs is sent
     for st in streams:
         if st.group in refused:

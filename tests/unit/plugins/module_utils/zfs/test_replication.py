@@ -229,3 +229,11 @@ def test_sizes_are_parsed_from_zfs_send_verbose_output():
     text = "full\ta/er@s1\t12345\nincremental\ts1\ta/er/c@s2\t999\nsize\t13344\n"
     assert rep._parse_sizes(text) == 13344
     assert rep._parse_sizes("12:00:01\t4096\ta/er@s2\n") is None
+
+
+def test_a_child_waits_when_its_parents_seed_is_refused():
+    src = tree(fs("a/p"), fs("a/p/sub"))
+    parent = fs("c/enc", "c/enc", keystatus="unavailable")
+    p = plan(src, tree(), opts(source="a/p", target="c/enc/p"), parent=parent)
+    assert "R9" in p.refused["a/p"] and "a/p" in p.refused["a/p/sub"]
+    assert p.take_snapshot is None
