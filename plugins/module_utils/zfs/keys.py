@@ -31,8 +31,9 @@ def local_key_id(runner, name):
     return value if source == "local" and value != "-" else None
 
 
-def _key_source(spec, prefix=""):
-    """(-L argument or None, stdin secret or None) for the current or new key."""
+def key_source(spec, prefix=""):
+    """(``-L`` argument or None, stdin secret or None) for a ``key``/``key_file`` pair
+    (``new_key``/``new_key_file`` with ``prefix="new_"``): a key goes on stdin, never in argv."""
     key, key_file = spec.get(prefix + "key"), spec.get(prefix + "key_file")
     if key is not None:
         return "prompt", key + "\n"
@@ -78,7 +79,7 @@ def converge(runner, spec):
         nonlocal loaded_by_us
         if was_available or loaded_by_us:
             return
-        location, secret = _key_source(spec)
+        location, secret = key_source(spec)
         if location is None and not (ds["keylocation"] or "").startswith("file://"):
             raise Refusal("%s: the key is not loaded and %s; give key or key_file" % (name, reason))
         argv = ["zfs", "load-key"] + (["-L", location] if location else []) + [name]
@@ -119,7 +120,7 @@ def converge(runner, spec):
             if spec.get("pbkdf2iters") and keyformat != "passphrase":
                 raise Refusal("%s: pbkdf2iters only applies to keyformat passphrase" % name)
             need_loaded("changing the key needs the current one")
-            location, secret = _key_source(spec, "new_")
+            location, secret = key_source(spec, "new_")
             argv = ["zfs", "change-key", "-o", "keyformat=" + keyformat, "-o",
                     "keylocation=" + location]
             if spec.get("pbkdf2iters"):

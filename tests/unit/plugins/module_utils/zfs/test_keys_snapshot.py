@@ -3,7 +3,7 @@
 import pytest
 
 from ansible_collections.blindvault.storage.plugins.module_utils.plan import Refusal
-from ansible_collections.blindvault.storage.plugins.module_utils.zfs.keys import _key_source, validate
+from ansible_collections.blindvault.storage.plugins.module_utils.zfs.keys import key_source, validate
 from ansible_collections.blindvault.storage.plugins.module_utils.zfs.snapshot import split_snapshot
 
 
@@ -26,9 +26,9 @@ def test_validation(spec, message):
 
 
 def test_keys_travel_on_stdin_or_as_files():
-    assert _key_source({"key": "secret pass"}) == ("prompt", "secret pass\n")
-    assert _key_source({"new_key_file": "/k/new"}, "new_") == ("file:///k/new", None)
-    assert _key_source({}) == (None, None)
+    assert key_source({"key": "secret pass"}) == ("prompt", "secret pass\n")
+    assert key_source({"new_key_file": "/k/new"}, "new_") == ("file:///k/new", None)
+    assert key_source({}) == (None, None)
 
 
 @pytest.mark.parametrize("name", ["p/ds@s1", "pool@x", "p/a/b@2026-11-23T10:00"])
