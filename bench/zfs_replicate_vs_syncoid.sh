@@ -71,7 +71,8 @@ rows = {"blindvault.storage.zfs_replicate (main() in-process)": v[0:3],
 print("tree: encryption root + 4 children; full %d MB, incremental +%d MB (random)" % (mb, mb // 2))
 print("%-52s %8s %8s %9s %10s %10s" % ("", "full s", "incr s", "nothing s", "full MB/s", "incr MB/s"))
 for name, (full, incr, none) in rows.items():
-    tput = lambda size, t: size / max(t - none, 0.01)
+    def tput(size, t):
+        return size / (t - none) if t > none + 0.5 else float("nan")
     print("%-52s %8.1f %8.1f %9.1f %10.1f %10.1f" % (name, full, incr, none, tput(mb, full),
                                                        tput(mb // 2, incr)))
 print("child c1's encryptionroot on each target: %s" % roots)

@@ -440,17 +440,57 @@ def plan_replication(src, dst, opts, source_top, target_top, snapshot, new_snaps
         m.action = "incremental"
         m.reason = m.reason or "from %s" % base.name
 
-    # -- groups that need one -R -I stream from their root (new members, lost hierarchy)
+    def _steady(g, root):
+        """Every dataset under the root is one incremental from the same base snapshot: one
+        -R -I stream does it in one receive (one transaction sync instead of one per member)."""
+        if root.action != "incremental" or root.destroys or not root.base or "@" not in root.base:
+            return False
+        base_short = root.base.split("@", 1)[1]
+        names = subtree(g)
+        if len(names) < 2 or excluded_under(g) or not src.get(g).encrypted or opts.raw is False:
+            return False
+        for name in names:
+            mm = decided[name]
+            if group_of(src.get(name)) in refused or mm.action != "incremental" or mm.destroys \
+                    or mm.base != "%s@%s" % (name, base_short) or mm.reason.startswith("structure"):
+                return False
+        return True
+
+    def _group_stream(g, root, base_short):
+        names = subtree(g)
+        send = ["zfs", "send"] + (["-w"] if raw_for(names) else []) + \
+            ["-R", "-I", "@" + base_short, snap_of(g)]
+        idx = len(streams)
+        streams.append(Stream(g, "group", send, [], names, root.target,
+                              sum(_estimate(src, n, src.get("%s@%s" % (n, base_short)), False) or 0
+                                  for n in names) if new_snapshot else None,
+                              "written" if new_snapshot else ""))
+        for name in names:
+            mm = decided[name]
+            mm.stream = idx
+            if mm.action == "up to date":
+                mm.action = "incremental"
+            if mm.action == "full":
+                mm.reason = "new member: in the group's -R -I stream from %s" % g
+            elif mm.reason.startswith("structure"):
+                mm.reason += "; the group's -R -I stream from %s restores it" % g
+
+    # -- groups that go as one -R -I stream from their root: needed for new members and lost
+    # hierarchy; chosen in the steady state when every member sits at the same base
     for g, ds in groups.items():
         if g not in included or g in refused or g not in src_names:
             continue
         root = decided.get(g)
         if root is None or root.action == "full":
             continue
+        if root.stream is not None:
+            continue  # already inside an enclosing group's stream
         needs = [decided[d.name] for d in ds if d.name != g and (
             (decided[d.name].action == "full" and decided[d.name].stream is None)
             or decided[d.name].reason.startswith("structure"))]
         if not needs:
+            if _steady(g, root):
+                _group_stream(g, root, root.base.split("@", 1)[1])
             continue
         reason = "%s: the group goes as one -R -I stream from %s" % (
             ", ".join(n.source for n in needs), g)
@@ -480,22 +520,7 @@ def plan_replication(src, dst, opts, source_top, target_top, snapshot, new_snaps
             refuse(g, "%s, which needs every existing member at %s; not there: %s"
                    % (reason, base_short, ", ".join(lagging)))
             continue
-        names = subtree(g)
-        send = ["zfs", "send", "-w", "-R", "-I", "@" + base_short, snap_of(g)]
-        idx = len(streams)
-        streams.append(Stream(g, "group", send, [], names, root.target,
-                              sum(_estimate(src, n, src.get("%s@%s" % (n, base_short)), False) or 0
-                                  for n in names) if new_snapshot else None,
-                              "written" if new_snapshot else ""))
-        for name in names:
-            mm = decided[name]
-            mm.stream = idx
-            if mm.action == "up to date":
-                mm.action = "incremental"
-            if mm.action == "full":
-                mm.reason = "new member: in the group's -R -I stream from %s" % g
-            elif mm.reason.startswith("structure"):
-                mm.reason += "; the group's -R -I stream from %s restores it" % g
+        _group_stream(g, root, base_short)
 
     # -- per-dataset incrementals, root first within each group
     for d in chosen:

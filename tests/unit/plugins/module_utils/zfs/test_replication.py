@@ -70,14 +70,24 @@ def test_a_seed_is_one_raw_recursive_stream_that_keeps_mountpoints_local():
     assert p.take_snapshot == ["zfs", "snapshot", "-r", "a/er@s2"]
 
 
-def test_steady_state_sends_each_member_root_first_recording_the_key_generation():
+def test_steady_state_is_one_replication_stream_of_the_group():
     p = plan(group_src(), group_dst())
+    assert [s.send for s in p.streams] == [["zfs", "send", "-w", "-R", "-I", "@s1", "a/er@s2"]]
+    assert p.streams[0].datasets == ["a/er", "a/er/c"] and "-F" not in p.streams[0].recv
+    assert not any(a.startswith("blindvault:key-id") for a in p.streams[0].recv)  # carried (R8)
+    assert p.refused == {}
+
+
+def test_members_at_different_bases_go_one_by_one_root_first_recording_the_key_generation():
+    # the seeds' incident: the child alone went ahead to s1b; the root still sits at s1
+    src = group_src(snap("a/er/c@s1b", 11))
+    dst = group_dst(snap("c/er/c@s1b", 6, guid("a/er/c@s1b")))
+    p = plan(src, dst)
     assert [s.send for s in p.streams] == [
         ["zfs", "send", "-w", "-I", "a/er@s1", "a/er@s2"],
-        ["zfs", "send", "-w", "-I", "a/er/c@s1", "a/er/c@s2"]]
+        ["zfs", "send", "-w", "-I", "a/er/c@s1b", "a/er/c@s2"]]
     for st in p.streams:
         assert "blindvault:key-id=k2" in st.recv and "-F" not in st.recv
-    assert p.refused == {}
 
 
 def test_a_child_only_source_is_widened_to_its_group_or_refused():
