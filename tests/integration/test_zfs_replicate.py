@@ -131,7 +131,7 @@ def test_child_only_after_key_change_brings_the_whole_group(module, pools, old, 
 
     # child only: widened to the whole group, root first
     res = module("zfs_replicate", {"source": src + "/child", "target": dst + "/child"})
-    assert not res.failed, (res.get("msg"), res.get("streams"), res.get("datasets"))
+    assert not res.failed, "%s\n%s" % (res.get("msg"), res.get("datasets"))
     assert res["source"] == src and res["target"] == dst
     assert "R1" in str(res["warnings"])
     assert res["streams"][0]["datasets"][0] == src  # the root first
@@ -178,7 +178,7 @@ def test_new_child_joins_its_root_and_reruns_are_idempotent(module, pools, reque
     sh("zfs", "create", src + "/late")
     put(src + "/late", "late.bin")
     res = module("zfs_replicate", {"source": src, "target": dst, "snapshot": "r2"})
-    assert not res.failed, (res.get("msg"), res.get("streams"), res.get("datasets"))
+    assert not res.failed, "%s\n%s" % (res.get("msg"), res.get("datasets"))
     assert [s["kind"] for s in res["streams"]] == ["group"]
     assert prop(dst + "/late", "encryptionroot") == dst
     assert read_back(dst, k1) == files_of(src)
@@ -241,7 +241,7 @@ def test_nested_encryption_roots(module, pools, request):
     res = module("zfs_replicate", {"source": outer, "target": dst, "snapshot": "n2"})
     assert res.failed and "atomic" in res["msg"]  # n2 was taken of inner's group only
     res = module("zfs_replicate", {"source": outer, "target": dst, "snapshot": "n3"})
-    assert not res.failed, (res.get("msg"), res.get("streams"), res.get("datasets"))
+    assert not res.failed, "%s\n%s" % (res.get("msg"), res.get("datasets"))
     keys = {dst: k_outer2, dst + "/inner": k_inner2}
     assert read_back(dst, keys.get) == files_of(outer)
 
@@ -266,7 +266,7 @@ def test_refusals_leave_the_target_untouched(module, pools, request):
     assert child["destroys"] == [dst + "/child@local"] and snapshots(dst) == before
     res = module("zfs_replicate", {"source": src, "target": dst, "snapshot": "f2",
                                    "force_rollback": True})
-    assert not res.failed, (res.get("msg"), res.get("streams"), res.get("datasets"))
+    assert not res.failed, "%s\n%s" % (res.get("msg"), res.get("datasets"))
     assert dst + "/child@local" not in snapshots(dst)
     # bad input: a clear message, no traceback
     res = module("zfs_replicate", {"source": src, "target": src + "/x"})
@@ -308,7 +308,7 @@ def test_an_interrupted_incremental_resumes_from_its_token(module, pools, reques
                size // 2)
     assert prop(dst, "receive_resume_token") not in ("", "-")
     res = module("zfs_replicate", {"source": src, "target": dst, "snapshot": "r2"})
-    assert not res.failed, (res.get("msg"), res.get("streams"), res.get("datasets"))
+    assert not res.failed, "%s\n%s" % (res.get("msg"), res.get("datasets"))
     assert res["resumed"] == [dst]
     assert prop(dst, "receive_resume_token") == "-"
     assert read_back(dst, k1) == files_of(src)
@@ -326,7 +326,7 @@ def test_an_interrupted_replication_stream_with_a_new_child_ends_under_its_root(
     cut_stream(["zfs", "send", "-w", "-R", "-I", "@r1", src + "@r2"],
                ["zfs", "recv", "-s", "-u", dst], size - (1 << 20))
     res = module("zfs_replicate", {"source": src, "target": dst, "snapshot": "r3"})
-    assert not res.failed, (res.get("msg"), res.get("streams"), res.get("datasets"))
+    assert not res.failed, "%s\n%s" % (res.get("msg"), res.get("datasets"))
     assert res["resumed"], res
     assert prop(dst + "/late", "encryptionroot") == dst  # R5: not left its own encryption root
     assert res["hazards"] == []
@@ -347,7 +347,7 @@ def test_an_orphan_blocks_its_group_until_allowed(module, pools, request):
     assert [h["dataset"] for h in res["hazards"] if h["reason"] == "orphan"] == [dst + "/gone"]
     res = module("zfs_replicate", {"source": src, "target": dst, "snapshot": "o2",
                                    "allow_orphans": True})
-    assert not res.failed, (res.get("msg"), res.get("streams"), res.get("datasets"))
+    assert not res.failed, "%s\n%s" % (res.get("msg"), res.get("datasets"))
     assert prop(dst + "/gone", "type") == "filesystem"  # an orphan is named, never destroyed
     assert read_back_only(dst, {dst: k2}, [dst, dst + "/keep"]) == files_of(src)
 
@@ -401,7 +401,7 @@ def test_a_replica_damaged_by_bare_commands_is_reported_and_repaired(module, poo
     damaged = module("zfs_verify", {"name": dst, "fail_on_error": False})  # the old key, from keylocation
     assert {d["name"]: d["status"] for d in damaged["datasets"]} == {dst: "ok", dst + "/child": "failed"}
     res = module("zfs_replicate", {"source": src, "target": dst, "snapshot": "d3"})
-    assert not res.failed, (res.get("msg"), res.get("streams"), res.get("datasets"))
+    assert not res.failed, "%s\n%s" % (res.get("msg"), res.get("datasets"))
     assert res["hazards"] == []
     assert read_back(dst, k2) == files_of(src)
     assert module("zfs_verify", {"name": dst, "key_file": k2, "mode": "files",
@@ -425,12 +425,12 @@ def test_unencrypted_data_is_encrypted_on_an_encrypted_carrier(module, pools, re
     sh("zfs", "load-key", enc)
     try:
         res = module("zfs_replicate", {"source": plain, "target": enc + "/plain", "snapshot": "u1"})
-        assert not res.failed, (res.get("msg"), res.get("streams"), res.get("datasets"))
+        assert not res.failed, "%s\n%s" % (res.get("msg"), res.get("datasets"))
         assert "-w" not in res["streams"][0]["command"].split()
         assert prop(enc + "/plain/sub", "encryptionroot") == enc
         put(plain + "/sub", "q.bin")
         res = module("zfs_replicate", {"source": plain, "target": enc + "/plain", "snapshot": "u2"})
-        assert not res.failed, (res.get("msg"), res.get("streams"), res.get("datasets"))
+        assert not res.failed, "%s\n%s" % (res.get("msg"), res.get("datasets"))
     finally:
         sh("zfs", "unload-key", enc, check=False)
     assert read_back(enc + "/plain", lambda root: key) == files_of(plain)

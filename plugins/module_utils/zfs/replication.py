@@ -502,24 +502,40 @@ def plan_replication(src, dst, opts, source_top, target_top, snapshot, new_snaps
         if root.base is None or "@" not in root.base:
             refuse(g, "%s, which needs a common snapshot (not a bookmark) of %s" % (reason, g))
             continue
-        base_short = root.base.split("@", 1)[1]
+        existing = [decided[n] for n in subtree(g) if decided[n].base and "@" in decided[n].base]
+        # the stream starts at the newest base any existing member has; members behind it
+        # first catch up to it one by one (an interrupted -R stream leaves them uneven)
+        base_short = max((m.base.split("@", 1)[1] for m in existing
+                          if src.get("%s@%s" % (g, m.base.split("@", 1)[1])) is not None),
+                         key=lambda short: src.get("%s@%s" % (g, short))["createtxg"] or 0)
         if base_short == snapshot:
             refuse(g, "%s, but %s is already at %s: it needs a newer snapshot from the origin "
                       "(replicate there first)" % (reason, root.target, snapshot))
             continue
-        lagging = []
+        lagging, catch_up = [], []
         for name in subtree(g):
             mm = decided[name]
             if mm.action == "full" or mm.reason.startswith("structure") and mm.base is None:
                 continue
             want = src.get("%s@%s" % (name, base_short))
             t_snaps = dst.snapshots_of(mm.target)
-            if want is None or not t_snaps or t_snaps[-1]["guid"] != want["guid"] or mm.destroys:
+            if want is not None and t_snaps and t_snaps[-1]["guid"] == want["guid"] \
+                    and not mm.destroys:
+                continue
+            base = src.get(mm.base) if mm.base else None
+            if want is not None and base is not None and base.type == "snapshot" \
+                    and not mm.destroys and (base["createtxg"] or 0) < (want["createtxg"] or 0):
+                catch_up.append((mm, want))
+            else:
                 lagging.append(mm.target)
         if lagging:
             refuse(g, "%s, which needs every existing member at %s; not there: %s"
                    % (reason, base_short, ", ".join(lagging)))
             continue
+        for mm, want in catch_up:
+            streams.append(Stream(g, "incremental", ["zfs", "send"] + (
+                ["-w"] if raw_for([mm.source]) else []) + ["-I", mm.base, want.name], [],
+                [mm.source], mm.target, None, ""))
         _group_stream(g, root, base_short)
 
     # -- per-dataset incrementals, root first within each group

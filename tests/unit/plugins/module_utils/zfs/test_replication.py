@@ -247,3 +247,19 @@ def test_a_child_waits_when_its_parents_seed_is_refused():
     p = plan(src, tree(), opts(source="a/p", target="c/enc/p"), parent=parent)
     assert "R9" in p.refused["a/p"] and "a/p" in p.refused["a/p/sub"]
     assert p.take_snapshot is None
+
+
+def test_members_left_behind_by_an_interrupted_stream_catch_up_before_the_group_stream():
+    # -R -I @s1 a/er@s2 was cut: the root got s2, the child did not, the new member came alone
+    src = group_src(fs("a/er/new", "a/er"), snap("a/er@s2", 12), snap("a/er/c@s2", 12),
+                    snap("a/er/new@s2", 12), snap("a/er@s3", 14), snap("a/er/c@s3", 14),
+                    snap("a/er/new@s3", 14))
+    dst = group_dst(snap("c/er@s2", 6, guid("a/er@s2")), fs("c/er/new", "c/er/new"),
+                    snap("c/er/new@s2", 6, guid("a/er/new@s2")))
+    o = opts()
+    p = rep.plan_replication(src, dst, o, o.source, o.target, "s3", False, fs("c"),
+                             resumed=["c/er/new"])
+    assert p.refused == {}
+    assert [s.send for s in p.streams] == [
+        ["zfs", "send", "-w", "-I", "a/er/c@s1", "a/er/c@s2"],
+        ["zfs", "send", "-w", "-R", "-I", "@s2", "a/er@s3"]]
