@@ -682,7 +682,7 @@ def _choose_snapshot(src, top, opts, names, now):
     return short, not have
 
 
-def _holds_and_bookmarks(runner, plan, src, dst, opts, done_members):
+def _holds_and_bookmarks(plan, src, dst, opts, done_members):
     """Bookmark each sent snapshot; move the hold tags to the new common bases (R4)."""
     steps = []
     if not done_members:
@@ -785,7 +785,7 @@ def replicate(runner, opts, now=None):
         if done:
             src_after = read_tree(runner, [source_top], recursive=True)
             dst = read_tree(runner, [target_top], recursive=True)
-            for argv in _holds_and_bookmarks(runner, plan, src_after, dst, opts,
+            for argv in _holds_and_bookmarks(plan, src_after, dst, opts,
                                              _missing_marks(done, src_after, dst, plan, opts)):
                 runner.run(argv, changes=True)
                 changed = True
