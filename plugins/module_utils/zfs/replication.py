@@ -250,7 +250,6 @@ def plan_replication(src, dst, opts, source_top, target_top, snapshot, new_snaps
         if d.name != source_top and not opts.recursive:
             continue
         members.append(d)
-    members.sort(key=lambda d: (d.name.count("/"), d.name))
     members.sort(key=lambda d: d.name.split("/"))  # pre-order: parents before children
 
     def target_of(name):
