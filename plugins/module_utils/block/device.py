@@ -1,0 +1,126 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, blindvault.storage contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""What the block-layer backends (LUKS2, dm-integrity, md) share about a device: that it is
+one, what signatures it carries (``blkid -p``, one process), who holds it open, and the
+refusal to format over existing data unless ``force`` is set."""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass, field
+
+from ansible_collections.blindvault.storage.plugins.module_utils.plan import Refusal
+
+SYSFS_BLOCK = "/sys/class/block"
+
+
+@dataclass(frozen=True)
+class Probe:
+    """``blkid -p -o export`` of one device: ``type`` (``crypto_LUKS``, ``DM_integrity``,
+    ``linux_raid_member``, ``ext4``, ...) or ``pttype`` for a partition table; empty when the
+    device carries no signature blkid knows."""
+
+    device: str
+    fields: dict = field(default_factory=dict)
+
+    @property
+    def type(self):
+        return self.fields.get("TYPE")
+
+    @property
+    def pttype(self):
+        return self.fields.get("PTTYPE")
+
+    @property
+    def empty(self):
+        return not (self.type or self.pttype)
+
+    def describe(self):
+        if self.type:
+            return "a %s signature" % self.type
+        if self.pttype:
+            return "a %s partition table" % self.pttype
+        return "no signature"
+
+
+def parse_blkid_export(text):
+    """``KEY=value`` lines of ``blkid -o export`` as a dict (the tool quotes nothing)."""
+    fields = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            fields[key.strip()] = value.strip()
+    return fields
+
+
+def probe(runner, device):
+    """The signatures on ``device`` from a low-level probe (the device itself, not the cache).
+
+    ``blkid`` exits 2 when it finds nothing: that is an empty device, not an error.
+    """
+    res = runner.run(["blkid", "-p", "-o", "export", device], check=False)
+    if res.rc == 2:
+        return Probe(device)
+    if res.rc != 0:
+        raise Refusal("cannot probe %s: blkid said %s" % (
+            device, (res.stderr or res.stdout).strip() or "rc=%d" % res.rc))
+    return Probe(device, parse_blkid_export(res.stdout))
+
+
+def require_block_device(path, what="device"):
+    """The real path of ``path`` if it is a block device; a Refusal naming it otherwise."""
+    if not path:
+        raise Refusal("%s is required" % what)
+    real = os.path.realpath(path)
+    try:
+        st = os.stat(real)
+    except FileNotFoundError:
+        raise Refusal("%s %s does not exist" % (what, path)) from None
+    if not stat.S_ISBLK(st.st_mode):
+        raise Refusal("%s %s is not a block device (attach a file with loop_device first)"
+                      % (what, path))
+    return real
+
+
+def kernel_name(device):
+    """``dm-3`` for ``/dev/mapper/x``, ``loop2`` for ``/dev/loop2``: the name under sysfs."""
+    return os.path.basename(os.path.realpath(device))
+
+
+def holders(device, sysfs=SYSFS_BLOCK):
+    """Kernel names of the devices stacked on ``device`` (dm mappings, md arrays)."""
+    try:
+        return sorted(os.listdir(os.path.join(sysfs, kernel_name(device), "holders")))
+    except OSError:
+        return []
+
+
+def dm_name(kname, sysfs=SYSFS_BLOCK):
+    """The device-mapper name of kernel device ``dm-N`` (None when it is not one)."""
+    try:
+        with open(os.path.join(sysfs, kname, "dm", "name")) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def refuse_unless_blank(found, force, purpose):
+    """Formatting over existing data is refused unless ``force``: say what is there and how to
+    proceed. ``found`` is a Probe; ``purpose`` says what formatting would create."""
+    if found.empty or force:
+        return
+    raise Refusal(
+        "%s already has %s (blkid: %s); refusing to format it as %s: that would destroy what is "
+        "on it. Check the device path; set force: true only to overwrite it on purpose"
+        % (found.device, found.describe(),
+           " ".join("%s=%s" % kv for kv in sorted(found.fields.items())
+                    if kv[0] in ("TYPE", "PTTYPE", "UUID", "LABEL")),
+           purpose))
+
+
+def settle(runner):
+    """Wait for udev to create or remove /dev/mapper and /dev/md nodes (best effort)."""
+    runner.run(["udevadm", "settle"], check=False)
