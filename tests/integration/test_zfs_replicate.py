@@ -434,3 +434,35 @@ def test_unencrypted_data_is_encrypted_on_an_encrypted_carrier(module, pools, re
     finally:
         sh("zfs", "unload-key", enc, check=False)
     assert read_back(enc + "/plain", lambda root: key) == files_of(plain)
+
+
+def test_pruning_keeps_the_replica_base_so_the_next_run_is_incremental(module, pools, request):
+    """zfs_prune with `targets` never takes the newest common base, even without holds: the
+    next zfs_replicate goes incremental from it (R4), carrier included."""
+    name = node_name(request, 30)
+    a, k1 = group(pools, name, "hex")
+    c = "%s/%s" % (pools["carrier"], name)
+    b = "%s/%s" % (pools["b"], name)
+    assert not module("zfs_replicate", {"source": a, "target": c, "snapshot": "p1", "hold": False}).failed
+    assert not module("zfs_replicate", {"source": c, "target": b, "hold": False}).failed
+    for s in ("h1", "h2", "h3"):  # local snapshots the carrier never saw
+        put(a + "/child", s + ".bin")
+        sh("zfs", "snapshot", "-r", "%s@%s" % (a, s))
+    pruned = module("zfs_prune", {"name": a, "keep_last": 1, "targets": [c]})
+    assert not pruned.failed, "%s" % pruned.get("msg")
+    assert sorted(pruned["destroyed"]) == sorted(
+        "%s%s@%s" % (a, rel, s) for rel in ("", "/child") for s in ("h1", "h2"))
+    assert snapshots(a) == [a + "@p1", a + "@h3", a + "/child@p1", a + "/child@h3"]
+    # the carrier (a replica) is pruned of nothing its downstream site still needs
+    carrier = module("zfs_prune", {"name": c, "keep_last": 1, "targets": [b]})
+    assert not carrier.failed and carrier["destroyed"] == [], carrier
+    res = module("zfs_replicate", {"source": a, "target": c, "snapshot": "p2"})
+    assert not res.failed, "%s\n%s" % (res.get("msg"), res.get("datasets"))
+    assert [s["kind"] for s in res["streams"]] == ["group"] and "-I" in res["streams"][0]["command"]
+    hop = module("zfs_replicate", {"source": c, "target": b})
+    assert not hop.failed and hop["snapshot"] == "p2", "%s" % hop.get("msg")
+    assert read_back(b, k1) == files_of(a)
+    # now the old base may go on the carrier: B has p2
+    carrier = module("zfs_prune", {"name": c, "keep_last": 1, "targets": [b]})
+    assert not carrier.failed and c + "@p1" in carrier["destroyed"], carrier
+    assert module("zfs_replicate", {"source": c, "target": b})["changed"] is False

@@ -781,14 +781,14 @@ def replicate(runner, opts, now=None):
                 and plan.streams[m.stream].status == "done"]
         done += [m for m in plan.members if m.action == "up to date"
                  and m.group not in failed_groups and m.group not in plan.refused]
-        if done:
-            src_after = read_tree(runner, [source_top], recursive=True)
-            dst = read_tree(runner, [target_top], recursive=True)
-            for argv in _holds_and_bookmarks(plan, src_after, dst, opts,
-                                             _missing_marks(done, src_after, dst, plan, opts)):
-                runner.run(argv, changes=True)
-                changed = True
-        elif changed:
+        # Marks come from the state read before sending: a snapshot a stream just made has no
+        # bookmark or hold yet, and the old holds were read with the trees.
+        sent = {m.source for m in done if m.action != "up to date"}
+        for argv in _holds_and_bookmarks(plan, src, dst, opts,
+                                         _missing_marks(done, src, dst, plan, opts, sent)):
+            runner.run(argv, changes=True)
+            changed = True
+        if changed:
             dst = read_tree(runner, [target_top], recursive=True, with_holds=False)
     after = dst
     hazards = plan.hazards + tree_hazards(after) + compare_hazards(src, source_top, after, target_top)
@@ -805,13 +805,17 @@ def replicate(runner, opts, now=None):
     return result
 
 
-def _missing_marks(done, src, dst, plan, opts):
-    """Members whose bookmark or holds are not in place yet (a re-run adds nothing)."""
+def _missing_marks(done, src, dst, plan, opts, sent=()):
+    """Members whose bookmark or holds are not in place yet (a re-run adds nothing).
+
+    ``sent``: members a stream of this run delivered, so their snapshot exists on both sides
+    although the trees (read before sending) do not show it yet.
+    """
     need = []
     for m in done:
         snap = "%s@%s" % (m.source, plan.snapshot)
         tsnap = "%s@%s" % (m.target, plan.snapshot)
-        if snap not in src or tsnap not in dst:
+        if m.source not in sent and (snap not in src or tsnap not in dst):
             continue
         m.snapshot = snap
         missing = opts.bookmark and snap.replace("@", "#", 1) not in src
