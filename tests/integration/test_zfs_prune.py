@@ -98,8 +98,10 @@ def test_keep_last_keeps_the_replica_base_and_holds_and_the_next_incremental_wor
     calls = len(exec_log("zfs"))
     r = module("zfs_prune", args)
     assert not r.failed, r
-    # one list of the source, one zfs holds, one list of the target, 7 bookmarks, 3 destroys
-    assert len(exec_log("zfs")) - calls == 13, exec_log("zfs")[calls:]
+    # one list of the source, one zfs holds, one list of the target, the 7 bookmarks in one
+    # channel program (one transaction group), 3 destroys
+    assert len(exec_log("zfs")) - calls == 7, exec_log("zfs")[calls:]
+    assert exec_log("zfs")[calls + 3].startswith("zfs program -j %s /dev/stdin" % top.split("/")[0])
     assert r["changed"] and r["destroyed"] == going
     now = guids(src)
     assert {n for n in now if "@" in n} == before - set(going)

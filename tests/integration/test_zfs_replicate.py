@@ -448,13 +448,13 @@ def test_pruning_keeps_the_replica_base_so_the_next_run_is_incremental(module, p
     for s in ("h1", "h2", "h3"):  # local snapshots the carrier never saw
         put(a + "/child", s + ".bin")
         sh("zfs", "snapshot", "-r", "%s@%s" % (a, s))
-    pruned = module("zfs_prune", {"name": a, "keep_last": 1, "targets": [c]})
+    pruned = module("zfs_prune", {"name": a, "recursive": True, "keep_last": 1, "targets": [c]})
     assert not pruned.failed, "%s" % pruned.get("msg")
     assert sorted(pruned["destroyed"]) == sorted(
         "%s%s@%s" % (a, rel, s) for rel in ("", "/child") for s in ("h1", "h2"))
     assert snapshots(a) == [a + "@p1", a + "@h3", a + "/child@p1", a + "/child@h3"]
     # the carrier (a replica) is pruned of nothing its downstream site still needs
-    carrier = module("zfs_prune", {"name": c, "keep_last": 1, "targets": [b]})
+    carrier = module("zfs_prune", {"name": c, "recursive": True, "keep_last": 1, "targets": [b]})
     assert not carrier.failed and carrier["destroyed"] == [], carrier
     res = module("zfs_replicate", {"source": a, "target": c, "snapshot": "p2"})
     assert not res.failed, "%s\n%s" % (res.get("msg"), res.get("datasets"))
@@ -463,6 +463,33 @@ def test_pruning_keeps_the_replica_base_so_the_next_run_is_incremental(module, p
     assert not hop.failed and hop["snapshot"] == "p2", "%s" % hop.get("msg")
     assert read_back(b, k1) == files_of(a)
     # now the old base may go on the carrier: B has p2
-    carrier = module("zfs_prune", {"name": c, "keep_last": 1, "targets": [b]})
+    carrier = module("zfs_prune", {"name": c, "recursive": True, "keep_last": 1, "targets": [b]})
     assert not carrier.failed and c + "@p1" in carrier["destroyed"], carrier
     assert module("zfs_replicate", {"source": c, "target": b})["changed"] is False
+
+
+def test_decrypt_resends_a_group_under_the_targets_encryption_root(module, pools, request):
+    """The seeds' recovery path: raw: false + decrypt: true re-sends decrypted data (keys loaded
+    at the source) so that it is encrypted again under the target's own root."""
+    name = node_name(request, 30)
+    src, _k1 = group(pools, name, "passphrase")
+    enc = "%s/%s-new" % (pools["carrier"], name)
+    key = new_key(pools["keydir"], name + ".newroot", "hex")
+    sh("zfs", "create", "-o", "encryption=aes-256-gcm", *key_opts("hex", key), enc)
+    refused = module("zfs_replicate", {"source": src, "target": enc + "/data", "raw": False})
+    assert refused.failed and "decrypt: true" in refused["msg"], "%s" % refused.get("msg")
+    assert not sh("zfs", "list", "-H", "-o", "name", "-r", enc).stdout.split()[1:]
+    try:
+        res = module("zfs_replicate", {"source": src, "target": enc + "/data", "raw": False,
+                                       "decrypt": True, "snapshot": "x1"})
+        assert not res.failed, "%s\n%s" % (res.get("msg"), res.get("streams"))
+        assert all("-w" not in s["command"].split() for s in res["streams"])
+        assert {prop(d, "encryptionroot") for d in (enc + "/data", enc + "/data/child")} == {enc}
+        put(src + "/child", "later.bin")
+        res = module("zfs_replicate", {"source": src, "target": enc + "/data", "raw": False,
+                                       "decrypt": True, "snapshot": "x2"})
+        assert not res.failed, "%s\n%s" % (res.get("msg"), res.get("streams"))
+    finally:
+        sh("zfs", "unmount", enc, check=False)
+        sh("zfs", "unload-key", enc, check=False)
+    assert read_back(enc + "/data", lambda root: key) == files_of(src)

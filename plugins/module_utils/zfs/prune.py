@@ -36,6 +36,7 @@ from ansible_collections.blindvault.storage.plugins.module_utils.plan import (
 )
 from ansible_collections.blindvault.storage.plugins.module_utils.runner import CommandError
 from ansible_collections.blindvault.storage.plugins.module_utils.zfs.dataset import valid_name
+from ansible_collections.blindvault.storage.plugins.module_utils.zfs.apply import run_commands
 from ansible_collections.blindvault.storage.plugins.module_utils.zfs.state import Tree, read_tree
 
 SOURCE_EXTRA = ("creation", "clones")
@@ -339,15 +340,18 @@ def prune(runner, opts, now=None):
             if step.action == "destroy":
                 left[step.obj] = left.get(step.obj, 0) + 1
         done = []
-        for step in pp.plan.steps:
-            try:
-                runner.run(step.argv, changes=True)
-            except CommandError as exc:
-                raise PartialApply(exc, done) from None
+
+        def took_effect(i):
+            step = pp.plan.steps[i]
             if step.action == "destroy":
                 left[step.obj] -= 1
                 if not left[step.obj]:
                     done.append(step.obj)  # every snapshot of it that was to go is gone
+
+        try:
+            run_commands(runner, [step.argv for step in pp.plan.steps], took_effect)
+        except CommandError as exc:
+            raise PartialApply(exc, done) from None
     gone = set(pp.destroyed)
     return {
         "changed": pp.plan.changed,

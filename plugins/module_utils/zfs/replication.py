@@ -43,6 +43,7 @@ from ansible_collections.blindvault.storage.plugins.module_utils.zfs.hazards imp
     hazard,
     tree_hazards,
 )
+from ansible_collections.blindvault.storage.plugins.module_utils.zfs.apply import run_commands
 from ansible_collections.blindvault.storage.plugins.module_utils.zfs.state import (
     HOLD_PREFIX,
     KEY_ID,
@@ -320,6 +321,12 @@ def plan_replication(src, dst, opts, source_top, target_top, snapshot, new_snaps
     def src_snap(name):
         return None if new_snapshot else src.get(snap_of(name))
 
+    def decrypted(d):
+        """Encrypted data sent decrypted (raw: false, decrypt: true): ZFS refuses to send it
+        with properties, so no -R; each dataset goes on its own, parent first, and is
+        encrypted again under the target's encryption root (its structure is the target's)."""
+        return d.encrypted and opts.raw is False and opts.decrypt
+
     # -- per member decisions
     for d in chosen:
         g = group_of(d)
@@ -334,7 +341,7 @@ def plan_replication(src, dst, opts, source_top, target_top, snapshot, new_snaps
             continue
         if t is None:
             parent_m = decided.get(parent_src) if parent_src else None
-            if parent_m is not None and parent_m.action == "full":
+            if parent_m is not None and parent_m.action == "full" and not decrypted(d):
                 m.action, m.reason, m.stream = "full", "in %s's -R stream" % parent_m.source, \
                     parent_m.stream
                 continue
@@ -344,11 +351,13 @@ def plan_replication(src, dst, opts, source_top, target_top, snapshot, new_snaps
                     % t_name.rsplit("/", 1)[0]
                 refuse(g, m.reason)
                 continue
-            if d.encrypted and not d.is_encryption_root and d.encryptionroot in src_names:
+            if d.encrypted and not d.is_encryption_root and d.encryptionroot in src_names \
+                    and not decrypted(d):
                 m.action, m.reason = "full", "new member of %s: comes in the group's -R -I stream" % g
                 continue
-            m.action, m.reason = "full", "seed (-R stream)" if opts.recursive else "seed"
-            left_out = excluded_under(d.name) if opts.recursive else []
+            per_dataset = not opts.recursive or decrypted(d)
+            m.action, m.reason = "full", "seed" if per_dataset else "seed (-R stream)"
+            left_out = [] if per_dataset else excluded_under(d.name)
             if left_out:
                 m.action = "refused"
                 m.reason = ("a -R seed of %s would also carry the excluded group(s) %s: ZFS 2.1 "
@@ -356,7 +365,7 @@ def plan_replication(src, dst, opts, source_top, target_top, snapshot, new_snaps
                                 d.name, ", ".join(left_out)))
                 refuse(g, m.reason)
                 continue
-            names = subtree(d.name) if opts.recursive else [d.name]
+            names = [d.name] if per_dataset else subtree(d.name)
             raw = raw_for(names)
             if target_parent is not None and d.name == source_top and not raw \
                     and target_parent.encrypted and target_parent["keystatus"] != "available":
@@ -367,7 +376,7 @@ def plan_replication(src, dst, opts, source_top, target_top, snapshot, new_snaps
                 refuse(g, m.reason)
                 continue
             send = ["zfs", "send"] + (["-w"] if raw else []) + \
-                (["-R"] if opts.recursive else []) + [snap_of(d.name)]
+                ([] if per_dataset else ["-R"]) + [snap_of(d.name)]
             m.stream = len(streams)
             streams.append(Stream(g, "full", send, [], names, t_name,
                                   _estimate(src, d.name, None, True) if new_snapshot else None,
@@ -378,7 +387,8 @@ def plan_replication(src, dst, opts, source_top, target_top, snapshot, new_snaps
             m.action, m.reason = "refused", "an interrupted receive is pending on %s" % t_name
             refuse(g, m.reason)
             continue
-        if d.encrypted and t.encrypted and d.is_encryption_root != t.is_encryption_root:
+        if d.encrypted and t.encrypted and d.is_encryption_root != t.is_encryption_root \
+                and not decrypted(d):
             m.reason = "structure differs (%s on the target, %s on the source)" % (
                 "own encryption root" if t.is_encryption_root else "member",
                 "own encryption root" if d.is_encryption_root else "member")
@@ -559,8 +569,8 @@ def plan_replication(src, dst, opts, source_top, target_top, snapshot, new_snaps
         if st.kind == "incremental" and m.destroys:
             recv.append("-F")
         props = {}
-        carries_props = st.kind in ("full", "group") and opts.recursive
-        if not carries_props and first.encrypted:
+        carries_props = "-R" in (st.send or [])
+        if not carries_props and first.encrypted and not decrypted(first):
             key_id = src.get(first.encryptionroot)[KEY_ID] if src.get(first.encryptionroot) \
                 else first[KEY_ID]
             if key_id:
@@ -784,14 +794,16 @@ def replicate(runner, opts, now=None):
         # Marks come from the state read before sending: a snapshot a stream just made has no
         # bookmark or hold yet, and the old holds were read with the trees.
         sent = {m.source for m in done if m.action != "up to date"}
-        for argv in _holds_and_bookmarks(plan, src, dst, opts,
-                                         _missing_marks(done, src, dst, plan, opts, sent)):
-            runner.run(argv, changes=True)
-            changed = True
+        marks = _holds_and_bookmarks(plan, src, dst, opts,
+                                     _missing_marks(done, src, dst, plan, opts, sent))
+        run_commands(runner, marks)
+        changed = changed or bool(marks)
         if changed:
             dst = read_tree(runner, [target_top], recursive=True, with_holds=False)
     after = dst
-    hazards = plan.hazards + tree_hazards(after) + compare_hazards(src, source_top, after, target_top)
+    hazards = plan.hazards + tree_hazards(after)
+    if not (opts.raw is False and opts.decrypt):  # decrypted copies have the target's structure
+        hazards += compare_hazards(src, source_top, after, target_top)
     failed = {st.group: st.error for st in plan.streams if st.status == "failed"}
     result.update(
         changed=changed,

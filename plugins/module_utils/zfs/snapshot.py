@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from ansible_collections.blindvault.storage.plugins.module_utils.plan import Plan, Refusal
 from ansible_collections.blindvault.storage.plugins.module_utils.zfs.dataset import valid_name
+from ansible_collections.blindvault.storage.plugins.module_utils.zfs.apply import run_commands
 from ansible_collections.blindvault.storage.plugins.module_utils.zfs.state import read_tree
 
 
@@ -102,8 +103,7 @@ def converge_snapshots(runner, specs):
     order = {"snapshot": 0, "hold": 1, "release": 2, "bookmark": 3, "destroy": 4}
     plan.steps.sort(key=lambda st: order[st.action])
     if plan.steps and not runner.check_mode:
-        for step in plan.steps:
-            runner.run(step.argv, changes=True)
+        run_commands(runner, [step.argv for step in plan.steps])
     return {"changed": plan.changed, "snapshots": results, "actions": plan.as_list()}
 
 

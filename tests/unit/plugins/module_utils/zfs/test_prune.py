@@ -410,14 +410,15 @@ def recorded():
             ("zfs list -Hp -t snapshot,bookmark -o " + ",".join(dst_cols), listing(dst[1:], dst_cols))]
 
 
-def test_prune_reads_twice_per_side_then_bookmarks_and_destroys_once(recorded):
+def test_prune_reads_twice_per_side_then_bookmarks_once_and_destroys_once(recorded):
     runner = ScriptedRunner(recorded)
     r = pr.prune(runner, opts(keep_last=1, targets=["c/a"]), now=NOW)
     assert r["changed"] and r["destroyed"] == ["p/a@s1", "p/a@s3"]
     assert {"name": "p/a@s2", "reasons": ["base of c/a"]} in r["kept"]
     cmds = [" ".join(a) for a in runner.calls]
-    assert len(cmds) == 7  # source -d 0 and -d 1, target -d 0 and -d 1, 2 bookmarks, 1 destroy
-    assert cmds[4:] == ["zfs bookmark p/a@s1 p/a#s1", "zfs bookmark p/a@s3 p/a#s3",
+    # source -d 0 and -d 1, target -d 0 and -d 1, both bookmarks in one program, 1 destroy
+    assert len(cmds) == 6
+    assert cmds[4:] == ["zfs program -j p /dev/stdin p/a@s1 p/a#s1 p/a@s3 p/a#s3",
                         "zfs destroy p/a@s1,s3"]
     assert r["diff"]["before"]["snapshots"] == ["p/a@s%d" % i for i in range(1, 5)]
     assert r["diff"]["after"] == {"snapshots": ["p/a@s2", "p/a@s4"], "bookmarks": ["p/a#s1", "p/a#s3"]}

@@ -231,8 +231,23 @@ def test_bad_input_is_refused_before_anything_runs(kw, msg):
 def test_raw_false_on_encrypted_data_needs_decrypt():
     p = plan(group_src(), group_dst(), opts(raw=False))
     assert "decrypt" in p.refused["a/er"]
-    p = plan(group_src(), group_dst(), opts(raw=False, decrypt=True))
-    assert p.refused == {} and "-w" not in p.streams[0].send
+
+
+def test_decrypted_copies_go_per_dataset_under_the_targets_own_root():
+    """ZFS will not send encrypted data decrypted with properties (-R): each dataset goes on its
+    own, parent first, and lands under the target's encryption root (its structure, no key-id)."""
+    o = opts(raw=False, decrypt=True, target="enc/data")
+    p = plan(group_src(), tree(), o, parent=fs("enc", "enc", keystatus="available"))
+    assert p.refused == {}
+    assert [(s.send, s.recv[-1]) for s in p.streams] == [
+        (["zfs", "send", "a/er@s2"], "enc/data"), (["zfs", "send", "a/er/c@s2"], "enc/data/c")]
+    assert not any("key-id" in a or a == "mountpoint" for st in p.streams for a in st.recv)
+    dst = tree(fs("enc/data", "enc"), fs("enc/data/c", "enc"),
+               snap("enc/data@s1", 5, guid("a/er@s1")), snap("enc/data/c@s1", 5, guid("a/er/c@s1")))
+    p = plan(group_src(), dst, o)
+    assert p.refused == {}
+    assert [s.send for s in p.streams] == [["zfs", "send", "-I", "a/er@s1", "a/er@s2"],
+                                           ["zfs", "send", "-I", "a/er/c@s1", "a/er/c@s2"]]
 
 
 def test_sizes_are_parsed_from_zfs_send_verbose_output():
