@@ -12,7 +12,7 @@ help:
 	@echo "make lab CMD='...'  run CMD inside the lab VM (from the repository root), exit with its status"
 	@echo "make unit|sanity|build|integration   one phase of make test"
 	@echo "make fixtures       re-record tests/unit/fixtures from the real tools inside the VM"
-	@echo "make bench [N=10] [MB=100]  zfs_dataset vs community.general.zfs vs bare zfs; zfs_replicate vs bare send|recv vs syncoid (one VM boot)"
+	@echo "make bench [N=10] [MB=100]  zfs_dataset vs community.general.zfs vs bare zfs; zfs_replicate vs bare send|recv vs syncoid; integrity wipe full/zero/none (one VM boot)"
 
 test:
 	@$(LAB)/test.sh
@@ -36,7 +36,7 @@ fixtures:
 
 bench:
 	@$(LAB)/install.sh bench && $(LAB)/vm.sh 'bash bench/zfs_dataset_vs_community.sh $(or $(N),10) && \
-	  bash bench/zfs_replicate_vs_syncoid.sh $(or $(MB),100)'
+	  bash bench/zfs_replicate_vs_syncoid.sh $(or $(MB),100) && bash bench/integrity_wipe.sh 256'
 
 clean:
 	@source $(LAB)/env.sh && rm -rf "$$BV_WORK" && echo "removed $$BV_WORK"

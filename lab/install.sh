@@ -51,7 +51,7 @@ newest_kernel() {
 
 install_lab() {
   ensure_contrib
-  apt_install qemu-system-x86 linux-image-amd64 linux-headers-amd64 cryptsetup-bin mdadm \
+  apt_install qemu-system-x86 linux-image-amd64 linux-headers-amd64 cryptsetup-bin dmsetup mdadm \
     busybox-static udev kmod e2fsprogs btrfs-progs xfsprogs age sanoid strace util-linux \
     shellcheck
   local kver

@@ -2,11 +2,14 @@
 # Re-record the unit tests' fixtures from the real tools (run inside the lab VM:
 # `make fixtures`). Parsers are tested against what these exact versions print.
 set -euo pipefail
-out=${1:?usage: record-fixtures.sh OUTDIR}
+out=${1:?usage: record-fixtures.sh OUTDIR [PART...]   (parts: losetup zfs integrity; default all)}
+shift
+parts=" ${*:-losetup zfs integrity} "
 mkdir -p "$out"
 scratch=$(mktemp -d /tmp/fixtures.XXXXXX)
 cols=NAME,BACK-FILE,BACK-INO,BACK-MAJ:MIN,RO,DIO,LOG-SEC,OFFSET,SIZELIMIT,AUTOCLEAR
 
+if [[ $parts == *" losetup "* ]]; then
 # losetup: nothing attached
 losetup --list --json --output "$cols" > "$out/losetup-none.json"
 
@@ -26,9 +29,41 @@ loopdev=$(findmnt -n -o SOURCE "$scratch/mnt")
 umount "$scratch/mnt"; losetup -d "$loopdev" 2>/dev/null || true
 rm -rf "$scratch"
 losetup --version > "$out/VERSIONS"
+fi
 
 
+if [[ $parts == *" zfs "* ]]; then
 # zfs: the key-change cases (tests/integration/zfs_scenarios.py), recorded from ZFS 2.1.11.
 python "$(dirname "$0")/../tests/integration/zfs_scenarios.py" record "$out"
 zfs version >> "$out/VERSIONS"
+fi
+
+if [[ $parts == *" integrity "* ]]; then
+# dm-integrity: a journal-mode mapping, a bitmap-mode one that has caught corruption, a
+# no-journal 512-byte-sector one; dmsetup table/status of all three and one superblock dump.
+mkdir -p "$out/integrity"
+scratch=$(mktemp -d /tmp/fixtures.XXXXXX)
+truncate -s 32M "$scratch/i0" "$scratch/i1" "$scratch/i2"
+i0=$(losetup --find --show "$scratch/i0"); i1=$(losetup --find --show "$scratch/i1")
+i2=$(losetup --find --show "$scratch/i2")
+integritysetup format --batch-mode --integrity crc32c --tag-size 4 --sector-size 4096 --no-wipe "$i0"
+integritysetup format --batch-mode --integrity crc32c --tag-size 4 --sector-size 4096 --no-wipe "$i1"
+integritysetup format --batch-mode --integrity sha256 --sector-size 512 --no-wipe "$i2"
+integritysetup open --integrity crc32c "$i0" int0
+integritysetup open --integrity crc32c --integrity-bitmap-mode "$i1" int1
+integritysetup open --integrity sha256 --integrity-no-journal "$i2" int2
+udevadm settle
+dd if=/dev/zero of=/dev/mapper/int1 bs=1M count=8 oflag=direct status=none
+dd if=/dev/urandom of="$i1" bs=1M seek=4 count=1 oflag=direct conv=notrunc status=none
+echo 3 > /proc/sys/vm/drop_caches
+dd if=/dev/mapper/int1 of=/dev/null bs=1M count=8 iflag=direct status=none || true
+dmsetup table --target integrity > "$out/integrity/dmsetup-table.txt"
+dmsetup status --target integrity > "$out/integrity/dmsetup-status.txt"
+integritysetup dump "$i0" | sed "s|$i0|/dev/loop0|" > "$out/integrity/dump.txt"
+integritysetup status int1 | sed -e "s|$i1|/dev/loop1|" -e "s|$scratch|/srv/lab|" > "$out/integrity/status-int1.txt"
+for n in int0 int1 int2; do integritysetup close "$n"; done
+dmsetup table --target integrity > "$out/integrity/dmsetup-none.txt"
+losetup -d "$i0" "$i1" "$i2"; rm -rf "$scratch"
+integritysetup --version >> "$out/VERSIONS"
+fi
 echo "recorded into $out:"; ls -l "$out"

@@ -85,7 +85,8 @@ def exec_log(tmp_path, monkeypatch):
     bindir.mkdir()
     log = tmp_path / "exec.log"
     log.touch()
-    for tool in ("zfs", "zpool", "losetup", "cryptsetup", "integritysetup", "mdadm", "age"):
+    for tool in ("zfs", "zpool", "losetup", "cryptsetup", "integritysetup", "mdadm", "dmsetup",
+                 "age"):
         real = shutil.which(tool)
         if real is None:
             continue
@@ -130,3 +131,43 @@ def zpool():
     finally:
         destroy_pool(name)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _release(kname):
+    """Take down whatever is stacked on kernel device ``kname`` (md arrays, dm mappings),
+    top first, so that the device under it can be detached."""
+    holders_dir = "/sys/class/block/%s/holders" % kname
+    for holder in (os.listdir(holders_dir) if os.path.isdir(holders_dir) else []):
+        _release(holder)
+        if holder.startswith("md"):
+            sh("mdadm", "--stop", "/dev/" + holder, check=False)
+        elif holder.startswith("dm-"):
+            with open("/sys/class/block/%s/dm/name" % holder) as f:
+                sh("dmsetup", "remove", "--retry", f.read().strip(), check=False)
+
+
+@pytest.fixture
+def disks(tmp_path):
+    """Factory of scratch disks: ``disks(3)`` -> three loop devices over 64 MiB sparse files
+    (``disks.files[dev]`` is the backing file, for corrupting it underneath). Everything
+    stacked on them (dm mappings, md arrays) is taken down and the devices detached after."""
+    made = {}
+
+    def make(count=1, size=64 << 20):
+        devs = []
+        for _i in range(count):
+            path = str(tmp_path / ("disk%d.img" % len(made)))
+            with open(path, "wb") as f:
+                f.truncate(size)
+            dev = sh("losetup", "--find", "--show", path).stdout.strip()
+            made[dev] = path
+            devs.append(dev)
+        return devs
+
+    make.files = made
+    yield make
+    sh("udevadm", "settle", check=False)
+    for dev in made:
+        _release(os.path.basename(dev))
+    for dev in made:
+        sh("losetup", "--detach", dev, check=False)

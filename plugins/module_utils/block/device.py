@@ -98,6 +98,12 @@ def holders(device, sysfs=SYSFS_BLOCK):
         return []
 
 
+def size_bytes(device, sysfs=SYSFS_BLOCK):
+    """Size of a block device from sysfs (``size`` counts 512-byte sectors): no process."""
+    with open(os.path.join(sysfs, kernel_name(device), "size")) as f:
+        return int(f.read()) * 512
+
+
 def dm_name(kname, sysfs=SYSFS_BLOCK):
     """The device-mapper name of kernel device ``dm-N`` (None when it is not one)."""
     try:
