@@ -27,3 +27,43 @@ def sysfs(device, attr):
 def node_name(request, limit=24):
     """The test's name, shortened and safe as a dataset name component."""
     return re.sub(r"[^A-Za-z0-9_-]", "-", request.node.name[5:5 + limit])
+
+
+MIB = 1 << 20
+
+
+def drop_caches():
+    sh("sh", "-c", "sync; echo 3 > /proc/sys/vm/drop_caches")
+
+
+def write_random(path, mib):
+    """Write ``mib`` MiB of random bytes at the start of ``path`` (fsynced); their sha256."""
+    import hashlib
+    import secrets
+    data = secrets.token_bytes(mib * MIB)
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_sha(path, mib):
+    """sha256 of the first ``mib`` MiB of ``path``, read after dropping the page cache."""
+    import hashlib
+    drop_caches()
+    with open(path, "rb", buffering=0) as f:
+        return hashlib.sha256(f.read(mib * MIB)).hexdigest()
+
+
+def corrupt(path, offset, length=MIB):
+    """Overwrite ``length`` bytes of a file (a member's backing file) at ``offset`` with random
+    bytes, behind the back of every layer stacked on it."""
+    import secrets
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        f.write(secrets.token_bytes(length))
+        f.flush()
+        os.fsync(f.fileno())

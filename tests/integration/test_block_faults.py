@@ -8,43 +8,10 @@ Members are 64 MiB loop devices; 1 MiB in the middle of one member's backing fil
 overwritten with random bytes behind everyone's back (md 1.2 metadata sits near the start).
 """
 
-import hashlib
-import os
-import secrets
-
-from helpers import sh
+from helpers import corrupt, read_sha, sh, write_random
 
 M = 1 << 20
 FAST_KDF = {"pbkdf": "pbkdf2", "pbkdf_iterations": 1000}  # the VM has 3 GiB; defaults stay argon2id
-
-
-def drop_caches():
-    sh("sh", "-c", "sync; echo 3 > /proc/sys/vm/drop_caches")
-
-
-def write_random(path, mib):
-    data = secrets.token_bytes(mib * M)
-    fd = os.open(path, os.O_WRONLY)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    return hashlib.sha256(data).hexdigest()
-
-
-def read_sha(path, mib):
-    drop_caches()
-    with open(path, "rb", buffering=0) as f:
-        return hashlib.sha256(f.read(mib * M)).hexdigest()
-
-
-def corrupt(path, offset, length=M):
-    with open(path, "r+b") as f:
-        f.seek(offset)
-        f.write(secrets.token_bytes(length))
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def integrity_failures(mapping):

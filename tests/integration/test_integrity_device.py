@@ -1,10 +1,9 @@
 """integrity_device against the real kernel: format, open, corrupt underneath, refuse."""
 
-import hashlib
 import os
 import secrets
 
-from helpers import sh
+from helpers import corrupt, read_sha, sh, write_random
 
 M = 1 << 20
 READ_ERRORS = ("Input/output error", "Invalid or incomplete multibyte or wide character")
@@ -12,32 +11,6 @@ READ_ERRORS = ("Input/output error", "Invalid or incomplete multibyte or wide ch
 
 def blkid_type(dev):
     return sh("blkid", "-p", "-o", "value", "-s", "TYPE", dev, check=False).stdout.strip()
-
-
-def write_random(path, mib, seed=0):
-    data = secrets.token_bytes(mib * M)
-    fd = os.open(path, os.O_WRONLY)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    return hashlib.sha256(data).hexdigest()
-
-
-def read_sha(path, mib):
-    sh("sh", "-c", "echo 3 > /proc/sys/vm/drop_caches")
-    with open(path, "rb", buffering=0) as f:
-        return hashlib.sha256(f.read(mib * M)).hexdigest()
-
-
-def corrupt(path, offset, length=M):
-    """Overwrite ``length`` bytes of a backing file at ``offset`` with random bytes."""
-    with open(path, "r+b") as f:
-        f.seek(offset)
-        f.write(secrets.token_bytes(length))
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def test_check_mode_then_format_open_and_second_run_unchanged(module, disks):
