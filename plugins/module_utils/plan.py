@@ -78,3 +78,15 @@ class Plan:
 
     def as_list(self):
         return [s.as_dict() for s in self.steps]
+
+
+def apply_all(items, apply_one, name_of):
+    """Apply each item's plan in order. A failure stops there and raises PartialApply naming
+    the items fully converged before it (``name_of(item)``), so the user knows what changed."""
+    done = []
+    for item in items:
+        try:
+            apply_one(item)
+        except Exception as exc:
+            raise PartialApply(exc, done) from exc
+        done.append(name_of(item))

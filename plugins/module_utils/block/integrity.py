@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 
 from ansible_collections.blindvault.storage.plugins.module_utils.block import device as blockdev
-from ansible_collections.blindvault.storage.plugins.module_utils.plan import PartialApply, Plan, Refusal
+from ansible_collections.blindvault.storage.plugins.module_utils.plan import Plan, Refusal, apply_all
 
 STATES = ("opened", "closed", "present", "absent")
 WIPES = ("full", "none", "zero")
@@ -432,13 +432,7 @@ def converge(runner, specs):
     plans = [plan_item(runner, spec, mappings) for spec in specs]
     if runner.check_mode or not any(ip.plan.steps for ip in plans):
         return [_report(ip, mappings) for ip in plans]
-    done = []
-    for ip in plans:
-        try:
-            _apply_item(runner, ip)
-        except Exception as exc:
-            raise PartialApply(exc, done) from exc
-        done.append(ip.spec.device)
+    apply_all(plans, lambda ip: _apply_item(runner, ip), lambda ip: ip.spec.device)
     after = read_mappings(runner)
     return [_report(ip, after) for ip in plans]
 

@@ -20,7 +20,7 @@ import stat
 import time
 from dataclasses import dataclass
 
-from ansible_collections.blindvault.storage.plugins.module_utils.plan import PartialApply, Plan, Refusal
+from ansible_collections.blindvault.storage.plugins.module_utils.plan import Plan, Refusal, apply_all
 
 STATES = ("attached", "detached", "absent")
 DIRECT_IO_MODES = ("auto", "on", "off")
@@ -414,13 +414,7 @@ def converge(runner, specs):
     plans = [plan_item(spec, before) for spec in specs]
     if runner.check_mode or not any(ip.plan.steps for ip in plans):
         return [_report(ip, None) for ip in plans]
-    done = []
-    for ip in plans:
-        try:
-            _apply_item(runner, ip)
-        except Exception as exc:
-            raise PartialApply(exc, done) from exc
-        done.append(ip.spec.file)
+    apply_all(plans, lambda ip: _apply_item(runner, ip), lambda ip: ip.spec.file)
     after = read_attachments(runner)
     return [_report(ip, after) for ip in plans]
 
