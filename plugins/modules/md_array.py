@@ -11,7 +11,7 @@ module: md_array
 short_description: Create, assemble, stop, check and heal md RAID arrays
 version_added: 0.1.0
 description:
-  - Manages one Linux md (software RAID) array C(/dev/md/NAME) with C(mdadm): creates it over
+  - Manages one Linux md (software RAID) array C(/dev/md/NAME) with C(mdadm). It creates it over
     blank members, assembles it from members that carry its superblock, stops or removes it,
     starts C(check)/C(repair) scrubs and re-adds members that md marked faulty.
   - Reads a running array with one C(mdadm --detail --export) and sysfs (C(/sys/block/mdX/md/),
@@ -44,7 +44,7 @@ options:
   devices:
     description:
       - Active members (block devices), in order. Required to create or assemble; compared with
-        a running array when given (as a set: roles may have moved after a rebuild).
+        a running array when given (as a set, since roles may have moved after a rebuild).
       - Each must exist and may be listed once (together with O(spares)).
     type: list
     elements: path
@@ -56,7 +56,7 @@ options:
     elements: path
   state:
     description:
-      - V(present) the array runs: assembled from its members when they carry its superblock,
+      - V(present) the array runs; it is assembled from its members when they carry its superblock,
         otherwise created over blank members.
       - V(assembled) the array runs, assembled from O(devices) (C(mdadm --assemble)); it is never
         created.
@@ -121,18 +121,18 @@ options:
   readd_failed:
     description:
       - Bring back members that md marked faulty (for example kicked after read errors reported
-        by dm-integrity): C(mdadm --manage --remove), then C(--re-add). When md refuses the
+        by dm-integrity) with C(mdadm --manage --remove), then C(--re-add). When md refuses the
         re-add (no bitmap, or the member is too far behind), the member's stale superblock is
         zeroed and it is C(--add)ed for a full rebuild from the other members.
       - Members listed in O(devices) that a running, degraded array lacks are re-added too when
         they carry the array's superblock (same UUID).
-      - A member that fails again is probably a failing disk: look at RV(members) C(errors).
+      - A member that fails again is probably a failing disk; look at RV(members) C(errors).
     type: bool
     default: false
   force:
     description:
       - Create (or add a spare) over devices that carry a signature (filesystem, LUKS, another
-        array's superblock...): that destroys what is on them.
+        array's superblock...), which destroys what is on them.
       - Allow O(state=absent) to zero the members' superblocks.
     type: bool
     default: false
@@ -316,9 +316,8 @@ def main():
         result = converge(make_runner(module), spec)
     for warning in result.pop("warnings"):
         module.warn(warning)
-    diff = result.pop("diff")
-    diff.update(before_header=spec.path, after_header=spec.path)
-    module.exit_json(diff=diff, **result)
+    result["diff"].update(before_header=spec.path, after_header=spec.path)
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

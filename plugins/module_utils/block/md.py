@@ -602,8 +602,8 @@ def _plan_action(mp, arr):
     if current not in (None, "idle") and not spec.wait:
         raise Refusal("%s is busy with %s; %s cannot start now. Set wait: true to wait for it "
                       "to finish first" % (path, current, spec.action))
-    plan.add("sync-action", path, "start %s (write %s to %s)" % (spec.action, spec.action,
-                                                                  sysfs_file))
+    plan.add("sync-action", path,
+             "start %s (write %s to %s)" % (spec.action, spec.action, sysfs_file))
     mp.after["sync_action"] = spec.action
 
 
@@ -711,7 +711,7 @@ def apply(runner, mp):
     if spec.wait and spec.state in ("present", "assembled"):
         kname = kname or running_kname(spec.path)
         if kname:
-            wait_idle(kname, spec.wait_timeout, also_degraded=bool(mp.readd))
+            wait_idle(kname, spec.wait_timeout, also_degraded=True)
     return notes
 
 
