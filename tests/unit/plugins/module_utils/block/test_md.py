@@ -8,7 +8,6 @@ from ansible_collections.blindvault.storage.plugins.module_utils.block.md import
     Array,
     Member,
     MdSpec,
-    parse_blkid_many,
     parse_export,
     plan_array,
 )
@@ -49,16 +48,20 @@ def test_parse_export():
     assert md.label_name(d["MD_NAME"]) == "r5" and md.label_name("r5") == "r5"
 
 
-def test_parse_blkid_many_keys_by_devname():
-    found = parse_blkid_many(BLKID)
-    assert set(found) == {"/dev/loop0", "/dev/loop2"}
-    assert found["/dev/loop0"]["TYPE"] == "linux_raid_member"
-    assert found["/dev/loop2"]["TYPE"] == "ext4"
-    assert parse_blkid_many("") == {}
+def test_probe_members_probes_each_device_on_its_own(monkeypatch):
+    # blkid -p DEV1 DEV2 stops at the first device without a signature: one probe per device.
+    seen = []
+
+    def probe(runner, dev):
+        seen.append(dev)
+        return blockdev.Probe(dev, {"TYPE": "ext4"} if dev == "/dev/loop1" else {})
+    monkeypatch.setattr(blockdev, "probe", probe)
+    got = md.probe_members(Runner(), ["/dev/loop0", "/dev/loop1"])
+    assert got == {"/dev/loop0": {}, "/dev/loop1": {"TYPE": "ext4"}} and seen == ["/dev/loop0", "/dev/loop1"]
 
 
 def test_ours_matches_label_or_uuid():
-    f = parse_blkid_many(BLKID)["/dev/loop0"]
+    f = blockdev.parse_blkid_export(BLKID.split("\n\n")[0])
     assert md._ours(f, "r5")
     assert not md._ours(f, "other")
     assert md._ours(f, "other", uuid="3c1b5a4e:1f0e2a7b:9d8c6f5e:4a3b2c1d")
@@ -150,7 +153,7 @@ def test_create_over_blank_members(world):
     assert "--homehost=any" in argv and "--level=5" in argv and "--raid-devices=3" in argv
     assert "--chunk=64" in argv and "--bitmap=internal" in argv and "--assume-clean" in argv
     assert "--metadata=1.2" in argv and argv[-3:] == devs(3)
-    assert world["probe_calls"] == [devs(3)]  # one blkid for all members
+    assert world["probe_calls"] == [devs(3)]  # read once, before planning
     assert mp.before == {"state": "absent"} and mp.after["state"] == "running"
 
 
