@@ -31,4 +31,7 @@ losetup --version > "$out/VERSIONS"
 # zfs: the key-change cases (tests/integration/zfs_scenarios.py), recorded from ZFS 2.1.11.
 python "$(dirname "$0")/../tests/integration/zfs_scenarios.py" record "$out"
 zfs version >> "$out/VERSIONS"
+
+# md: mdadm --detail --export and blkid of a member (lab/record-md-fixtures.sh)
+bash "$(dirname "$0")/record-md-fixtures.sh" "$out"
 echo "recorded into $out:"; ls -l "$out"
