@@ -133,6 +133,9 @@ options:
     description:
       - Create (or add a spare) over devices that carry a signature (filesystem, LUKS, another
         array's superblock...), which destroys what is on them.
+      - Members that carry the superblock of the array named O(name) are always assembled, never
+        created over, even with O(force=true); to start afresh, remove the array first
+        (O(state=absent) with O(force=true)).
       - Allow O(state=absent) to zero the members' superblocks.
     type: bool
     default: false

@@ -93,10 +93,8 @@ class MdSpec:
         if state not in STATES:
             raise Refusal("state must be one of %s, got %r" % (", ".join(STATES), state))
         if level is not None:
-            try:
-                level = int(str(level).replace("raid", ""))
-            except ValueError:
-                level = None if level is None else level
+            text = str(level).lower().replace("raid", "")
+            level = int(text) if text.isdigit() else level
             if level not in LEVELS:
                 raise Refusal("level must be one of %s, got %r"
                               % (", ".join(str(lv) for lv in LEVELS), level))
@@ -391,11 +389,6 @@ def _describe(real, fields):
     return "%s: %s" % (real, blockdev.Probe(real, fields).describe())
 
 
-def _busy(real):
-    held = blockdev.holders(real)
-    return held
-
-
 def _check_same(spec, arr):
     """A running array must be what was asked: differences are reported, never rebuilt."""
     diffs = []
@@ -435,7 +428,7 @@ def plan_array(spec, runner):
     elif spec.devices:
         # Not running: what do the requested members carry?
         for real in spec.real_devices + spec.real_spares:
-            held = _busy(real)
+            held = blockdev.holders(real)
             if held:
                 raise Refusal("%s is in use by %s (held open by another array or mapping); "
                               "md_array will not touch it" % (real, ", ".join(held)))
@@ -455,11 +448,15 @@ def plan_array(spec, runner):
         members = spec.real_devices + spec.real_spares
         ours = [d for d in members if _ours(mp.probes[d], spec.name)]
         others = [d for d in members if d not in ours]
-        if ours and (not others or spec.state == "assembled") and not spec.force:
+        if ours:
+            # Members of this very array are assembled, never created over (not even with
+            # force: that would destroy the array this task names).
             if others:
-                raise Refusal("cannot assemble %s: %s carry its md superblock but %s do not (%s)"
-                              % (path, ", ".join(ours), ", ".join(others),
-                                 "; ".join(_describe(d, mp.probes[d]) for d in others)))
+                raise Refusal(
+                    "cannot assemble %s: %s carry its md superblock but %s do not (%s). "
+                    "Assemble it by hand, or destroy it first (state: absent, force: true)"
+                    % (path, ", ".join(ours), ", ".join(others),
+                       "; ".join(_describe(d, mp.probes[d]) for d in others)))
             plan.add("assemble", path, "the members carry array %s's superblock" % spec.name,
                      ["mdadm", "--assemble", path] + members)
             mp.after = _view("running", spec.level, spec.real_devices, spec.real_spares,
@@ -515,8 +512,8 @@ def plan_array(spec, runner):
     if new_spares:
         probes = probe_members(runner, new_spares)
         for d in new_spares:
-            if _busy(d):
-                raise Refusal("spare %s is in use by %s" % (d, ", ".join(_busy(d))))
+            if blockdev.holders(d):
+                raise Refusal("spare %s is in use by %s" % (d, ", ".join(blockdev.holders(d))))
             if not _ours(probes[d], spec.name, arr.uuid):
                 blockdev.refuse_unless_blank(blockdev.Probe(d, probes[d]), spec.force,
                                              "a spare of md array %s" % spec.name)
@@ -553,8 +550,8 @@ def _plan_readd(mp, arr):
     if missing:
         probes = probe_members(mp.runner, [r for _g, r in missing])
         for g, r in missing:
-            if _busy(r):
-                raise Refusal("%s is in use by %s" % (g, ", ".join(_busy(r))))
+            if blockdev.holders(r):
+                raise Refusal("%s is in use by %s" % (g, ", ".join(blockdev.holders(r))))
             if not _ours(probes[r], spec.name, arr.uuid):
                 raise Refusal(
                     "%s is listed in devices but is not a member of %s and does not carry its "
@@ -606,10 +603,10 @@ def _plan_down(mp, arr):
         if others:
             plan.warn("%s carry another array's md superblock; left alone: %s"
                       % (path, "; ".join(_describe(d, mp.probes[d]) for d in others)))
-        if spec.state == "stopped" and not spec.devices:
-            mp.after = mp.before
-        else:
-            mp.after = mp.before
+        if not spec.devices:
+            plan.warn("%s is not running; list its members in devices to find (and with state "
+                      "absent, zero) their superblocks" % path)
+        mp.after = mp.before
     if spec.state == "absent":
         if members and not spec.force:
             raise Refusal(

@@ -104,6 +104,7 @@ def devs(n, prefix="/dev/loop"):
     (dict(name="r5", level=5, devices=["loop0", "loop1", "loop2"]), "absolute"),
     (dict(name="a/b", level=1, devices=devs(2)), "not an md array name"),
     (dict(name="r4", level=4, devices=devs(3)), "level must be"),
+    (dict(name="r4", level="raidx", devices=devs(3)), "level must be"),
     (dict(name="r1", level=1, devices=devs(2), chunk="64K"), "chunk does not apply"),
     (dict(name="r1", level=1, devices=devs(2), state="gone"), "state must be"),
     (dict(name="r1", state="stopped", action="check"), "need a running array"),
@@ -180,6 +181,9 @@ def test_members_with_its_superblock_are_assembled_not_created(world):
     assert mp.before["state"] == "stopped"
     mp = plan_array(MdSpec("r5", state="assembled", devices=devs(3)), Runner())
     assert actions(mp) == ["assemble"]
+    # force is about other signatures: it never turns the named array into a new one
+    mp = plan_array(MdSpec("r5", level=5, devices=devs(3), force=True), Runner())
+    assert actions(mp) == ["assemble"]
 
 
 def test_another_arrays_member_is_refused(world):
@@ -195,6 +199,8 @@ def test_partial_superblocks_refuse_assembly(world):
     world["probes"]["/dev/loop0"] = {"TYPE": "linux_raid_member", "LABEL": "any:r5"}
     with pytest.raises(Refusal, match="cannot assemble"):
         plan_array(MdSpec("r5", state="assembled", devices=devs(3)), Runner())
+    with pytest.raises(Refusal, match="cannot assemble.*state: absent, force: true"):
+        plan_array(MdSpec("r5", level=5, devices=devs(3), force=True), Runner())
 
 
 def test_running_array_as_requested_is_unchanged(world):
@@ -247,7 +253,7 @@ def test_absent_when_gone_needs_no_force(world):
     mp = plan_array(MdSpec("r5", state="absent", devices=devs(3)), Runner())
     assert actions(mp) == []
     mp = plan_array(MdSpec("r5", state="stopped"), Runner())
-    assert actions(mp) == []
+    assert actions(mp) == [] and "not running" in mp.plan.warnings[0]
 
 
 def test_readd_failed_removes_then_readds(world):
@@ -354,3 +360,21 @@ def test_readd_falls_back_to_zero_and_add(fake_tools):
                      ["mdadm", "--zero-superblock", "/dev/loop1"],
                      ["mdadm", "--manage", "/dev/md/r5", "--add", "/dev/loop1"]]
     assert os.path.exists(str(log))
+
+
+def test_recorded_detail_and_member_probe_agree(fixture_text):
+    """mdadm 4.2 writes the UUID with colons, blkid with dashes: the member is still ours."""
+    detail = parse_export(fixture_text("mdadm-detail-export.txt"))
+    assert md.md_level_number(detail["MD_LEVEL"]) == 5 and detail["MD_DEVICES"] == "3"
+    assert md.label_name(detail["MD_NAME"]) == detail["MD_DEVNAME"] == "fx5"
+    member = blockdev.parse_blkid_export(fixture_text("blkid-md-member.txt"))
+    assert md._ours(member, "fx5")
+    assert md._ours(member, "renamed", uuid=detail["MD_UUID"])
+    assert not md._ours(member, "fx5", uuid="00000000:00000000:00000000:00000000")
+
+
+def test_recorded_detail_calls_a_faulty_member_spare(fixture_text):
+    """Why members' state comes from sysfs: --detail --export says ROLE=spare for a member md
+    just marked faulty."""
+    detail = parse_export(fixture_text("mdadm-detail-export-faulty.txt"))
+    assert detail["MD_DEVICE_dev_loop1_ROLE"] == "spare"
