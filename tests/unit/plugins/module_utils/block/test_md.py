@@ -61,7 +61,7 @@ def test_probe_members_probes_each_device_on_its_own(monkeypatch):
 
 
 def test_ours_matches_label_or_uuid():
-    f = blockdev.parse_blkid_export(BLKID.split("\n\n")[0])
+    f = blockdev.parse_blkid_export(BLKID.split("\n\n", maxsplit=1)[0])
     assert md._ours(f, "r5")
     assert not md._ours(f, "other")
     assert md._ours(f, "other", uuid="3c1b5a4e:1f0e2a7b:9d8c6f5e:4a3b2c1d")
