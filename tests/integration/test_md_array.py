@@ -124,10 +124,9 @@ def test_stop_assemble_and_absent(module, loops):
     assert a["uuid"] == uuid and a["degraded"] is False
     assert not module("md_array", dict(base, state="assembled"))["changed"]
 
-    # present over members that carry its superblock assembles, never re-creates
-    module("md_array", dict(base, state="stopped"))
-    p = module("md_array", dict(base, level=1))
-    assert [x["action"] for x in p["actions"]] == ["assemble"] and p["uuid"] == uuid
+    # (present over stopped members assembles too, never re-creates: the same plan step,
+    # covered by the unit tests to keep this file's VM time down)
+    assert not module("md_array", dict(base, level=1))["changed"]
 
     wrong = module("md_array", {"name": "bvsa", "level": 5, "devices": devs + loops(1)})
     assert wrong.failed and "never reshapes" in wrong["msg"] and "RAID1" in wrong["msg"], wrong
