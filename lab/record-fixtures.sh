@@ -2,9 +2,9 @@
 # Re-record the unit tests' fixtures from the real tools (run inside the lab VM:
 # `make fixtures`). Parsers are tested against what these exact versions print.
 set -euo pipefail
-out=${1:?usage: record-fixtures.sh OUTDIR [PART...]   (parts: losetup zfs integrity; default all)}
+out=${1:?usage: record-fixtures.sh OUTDIR [PART...]   (parts: losetup zfs integrity md; default all)}
 shift
-parts=" ${*:-losetup zfs integrity} "
+parts=" ${*:-losetup zfs integrity md} "
 mkdir -p "$out"
 scratch=$(mktemp -d /tmp/fixtures.XXXXXX)
 cols=NAME,BACK-FILE,BACK-INO,BACK-MAJ:MIN,RO,DIO,LOG-SEC,OFFSET,SIZELIMIT,AUTOCLEAR
@@ -65,5 +65,10 @@ for n in int0 int1 int2; do integritysetup close "$n"; done
 dmsetup table --target integrity > "$out/integrity/dmsetup-none.txt"
 losetup -d "$i0" "$i1" "$i2"; rm -rf "$scratch"
 integritysetup --version >> "$out/VERSIONS"
+fi
+
+if [[ $parts == *" md "* ]]; then
+# md: mdadm --detail --export and blkid of a member (lab/record-md-fixtures.sh)
+bash "$(dirname "$0")/record-md-fixtures.sh" "$out"
 fi
 echo "recorded into $out:"; ls -l "$out"
