@@ -41,7 +41,8 @@ bare() {  # bare WIPE DEV: what an admin would type
     zero) integritysetup format --batch-mode --integrity crc32c --sector-size 4096 --no-wipe "$2"
           integritysetup open --integrity crc32c --integrity-no-journal "$2" "$name"
           udevadm settle
-          dd if=/dev/zero of="/dev/mapper/$name" bs=1M oflag=direct status=none || true
+          dd if=/dev/zero of="/dev/mapper/$name" bs=1M oflag=direct conv=nocreat status=none || true
+          udevadm settle
           integritysetup close "$name"
           integritysetup open --integrity crc32c "$2" "$name" ;;
     none) integritysetup format --batch-mode --integrity crc32c --sector-size 4096 --no-wipe "$2"

@@ -383,10 +383,25 @@ def _plan_format(ip, found):
 
 
 def zero_fill(runner, mapper):
-    """Write zeros over the whole mapping with direct I/O (initialises every tag once)."""
-    size = blockdev.size_bytes(mapper)
-    runner.run(["dd", "if=/dev/zero", "of=" + mapper, "bs=1M", "count=%d" % size,
-                "iflag=count_bytes", "oflag=direct", "status=none"], changes=True)
+    """Write zeros over the whole mapping with direct I/O (initialises every tag once).
+
+    dd writes to the resolved kernel node (``/dev/dm-N``) with ``conv=nocreat``: if udev has
+    not made the node, dd must fail rather than create a regular file in /dev's tmpfs."""
+    node = None
+    for _attempt in range(10):
+        blockdev.settle(runner)
+        try:
+            node = blockdev.require_block_device(mapper)
+            break
+        except Refusal:
+            time.sleep(0.5)
+    if node is None:
+        raise Refusal("%s did not appear after opening it (is udev running?)" % mapper)
+    size = blockdev.size_bytes(node)
+    runner.run(["dd", "if=/dev/zero", "of=" + node, "bs=1M", "count=%d" % size,
+                "iflag=count_bytes", "oflag=direct", "conv=nocreat,notrunc", "status=none"],
+               changes=True)
+    blockdev.settle(runner)  # udev re-probes the device when dd closes it: let that finish
 
 
 def _apply_item(runner, ip):
