@@ -13,43 +13,13 @@ from helpers import sh
 M = 1 << 20
 
 
-@pytest.fixture
-def loops(tmp_path):
-    """loops(n) -> n loop devices over 64 MiB sparse files; arrays on them are stopped and the
-    devices detached afterwards."""
-    made = []
-
-    def make(n):
-        out = []
-        for _i in range(n):
-            f = tmp_path / ("m%d.img" % len(made))
-            with open(f, "wb") as fh:
-                fh.truncate(64 * M)
-            dev = sh("losetup", "--find", "--show", str(f)).stdout.strip()
-            made.append((dev, str(f)))
-            out.append(dev)
-        return out
-
-    yield make
-    for dev, _f in made:
-        for holder in os.listdir("/sys/block/%s/holders" % os.path.basename(dev)):
-            sh("mdadm", "--stop", "/dev/" + holder, check=False)
-    sh("udevadm", "settle", check=False)
-    for dev, _f in made:
-        sh("losetup", "--detach", dev, check=False)
-
-
-def backing(dev):
-    return sh("losetup", "--noheadings", "--output", "BACK-FILE", dev).stdout.strip()
-
-
 def md_sysfs(result, attr):
     with open("/sys/block/%s/md/%s" % (os.path.basename(result["kernel_device"]), attr)) as f:
         return f.read().strip()
 
 
-def test_raid1_check_mode_create_and_second_run_unchanged(module, loops, exec_log):
-    devs = loops(2)
+def test_raid1_check_mode_create_and_second_run_unchanged(module, disks, exec_log):
+    devs = disks(2)
     args = {"name": "bvr1", "level": 1, "devices": devs, "assume_clean": True, "bitmap": "internal"}
     dry = module("md_array", args, check=True, diff=True)
     assert not dry.failed, dry
@@ -75,8 +45,8 @@ def test_raid1_check_mode_create_and_second_run_unchanged(module, loops, exec_lo
     assert exec_log("mdadm")[before:] == ["mdadm --detail --export /dev/md/bvr1"]  # one process
 
 
-def test_raid5_without_assume_clean_waits_for_resync_then_checks_clean(module, loops):
-    devs = loops(3)
+def test_raid5_without_assume_clean_waits_for_resync_then_checks_clean(module, disks):
+    devs = disks(3)
     r = module("md_array", {"name": "bvr5", "level": 5, "devices": devs, "chunk": "64K",
                             "wait": True})
     assert not r.failed, r
@@ -92,8 +62,8 @@ def test_raid5_without_assume_clean_waits_for_resync_then_checks_clean(module, l
     assert not same["changed"]
 
 
-def test_refuses_members_with_a_filesystem_unless_forced(module, loops):
-    devs = loops(2)
+def test_refuses_members_with_a_filesystem_unless_forced(module, disks):
+    devs = disks(2)
     sh("mkfs.ext4", "-q", devs[1])
     r = module("md_array", {"name": "bvfs", "level": 1, "devices": devs, "assume_clean": True})
     assert r.failed and "ext4 signature" in r["msg"] and devs[1] in r["msg"], r
@@ -107,8 +77,8 @@ def test_refuses_members_with_a_filesystem_unless_forced(module, loops):
     assert "force" in forced["actions"][0]["reason"]
 
 
-def test_stop_assemble_and_absent(module, loops):
-    devs = loops(2)
+def test_stop_assemble_and_absent(module, disks):
+    devs = disks(2)
     base = {"name": "bvsa", "devices": devs}
     r = module("md_array", dict(base, level=1, assume_clean=True))
     uuid = r["uuid"]
@@ -128,7 +98,7 @@ def test_stop_assemble_and_absent(module, loops):
     # covered by the unit tests to keep this file's VM time down)
     assert not module("md_array", dict(base, level=1))["changed"]
 
-    wrong = module("md_array", {"name": "bvsa", "level": 5, "devices": devs + loops(1)})
+    wrong = module("md_array", {"name": "bvsa", "level": 5, "devices": devs + disks(1)})
     assert wrong.failed and "never reshapes" in wrong["msg"] and "RAID1" in wrong["msg"], wrong
 
     refused = module("md_array", dict(base, state="absent"))
@@ -140,10 +110,10 @@ def test_stop_assemble_and_absent(module, loops):
     assert not module("md_array", dict(base, state="absent"))["changed"]
 
 
-def test_bad_input_fails_before_anything_runs(module, loops, exec_log):
+def test_bad_input_fails_before_anything_runs(module, disks, exec_log):
     """One test for all cases (each is also a host unit test): the lab only proves that real
     devices change nothing."""
-    devs = loops(2)
+    devs = disks(2)
     for args, message in [
         ({"level": 5, "devices": devs}, "RAID5 needs at least 3 devices"),
         ({"level": 1, "devices": [devs[0], "/dev/nonexistent9"]}, "does not exist"),
@@ -159,8 +129,8 @@ def test_bad_input_fails_before_anything_runs(module, loops, exec_log):
 
 
 @pytest.mark.parametrize("bitmap", ["internal", "none"])
-def test_readd_failed_brings_a_kicked_member_back(module, loops, bitmap):
-    devs = loops(3)
+def test_readd_failed_brings_a_kicked_member_back(module, disks, bitmap):
+    devs = disks(3)
     args = {"name": "bvra", "level": 5, "devices": devs, "assume_clean": True, "bitmap": bitmap}
     r = module("md_array", args)
     assert not r.failed, r
@@ -188,13 +158,13 @@ def test_readd_failed_brings_a_kicked_member_back(module, loops, bitmap):
 
 
 def test_why_integrity_is_needed_md_raid5_on_plain_devices_returns_corrupt_data_silently(
-        module, loops, tmp_path):
+        module, disks, tmp_path):
     """WHY INTEGRITY IS NEEDED. md RAID5 over plain devices (no dm-integrity): 1 MiB of one
     member is overwritten behind md's back. Reading the array back returns different bytes with
     no error at all (no read error, no member errors, not degraded); only a ``check`` notices
     mismatches, and even then md cannot tell which copy is right. With dm-integrity members
     the same corruption reads as an I/O error that md repairs from parity."""
-    devs = loops(3)
+    devs = disks(3)
     r = module("md_array", {"name": "bvwhy", "level": 5, "devices": devs, "assume_clean": True})
     assert not r.failed, r
     data = tmp_path / "data.bin"
@@ -208,7 +178,7 @@ def test_why_integrity_is_needed_md_raid5_on_plain_devices_returns_corrupt_data_
     kn = os.path.basename(r["kernel_device"])
     with open("/sys/block/%s/md/dev-%s/offset" % (kn, os.path.basename(devs[1]))) as f:
         data_offset = int(f.read()) * 512
-    victim = backing(devs[1])
+    victim = disks.files[devs[1]]
     sh("dd", "if=/dev/urandom", "of=%s" % victim, "bs=1M", "count=1",
        "seek=%d" % (data_offset // M + 4), "conv=notrunc")
     with open("/proc/sys/vm/drop_caches", "w") as f:

@@ -170,6 +170,12 @@ class MdSpec:
 # ---------------------------------------------------------------------------------------------
 # Reading the kernel's view
 
+def _member_path(kname):
+    """``/dev/mapper/NAME`` for a device-mapper member (what a play declares), else /dev/KNAME."""
+    name = blockdev.dm_name(kname) if kname.startswith("dm-") else None
+    return "/dev/mapper/" + name if name else "/dev/" + kname
+
+
 class Member:
     """One member of a running array, from ``/sys/block/mdX/md/dev-KNAME/``."""
 
@@ -292,7 +298,7 @@ def read_sysfs(kname, sysfs=SYSFS_BLOCK):
         errors = _read(os.path.join(d, "errors"))
         members.append(Member(
             kname=kn,
-            device="/dev/" + kn,
+            device=_member_path(kn),
             slot=int(slot) if slot and slot.isdigit() else None,
             state=_read(os.path.join(d, "state")) or "",
             errors=int(errors) if errors and errors.isdigit() else None))
