@@ -46,8 +46,9 @@ class Probe:
         return "no signature"
 
 
-def parse_blkid_export(text):
-    """``KEY=value`` lines of ``blkid -o export`` as a dict (the tool quotes nothing)."""
+def parse_export(text):
+    """``KEY=value`` lines as ``blkid -o export`` and ``mdadm --export`` print them, as a dict
+    (the tools quote nothing)."""
     fields = {}
     for line in text.splitlines():
         key, sep, value = line.partition("=")
@@ -67,7 +68,7 @@ def probe(runner, device):
     if res.rc != 0:
         raise Refusal("cannot probe %s: blkid said %s" % (
             device, (res.stderr or res.stdout).strip() or "rc=%d" % res.rc))
-    return Probe(device, parse_blkid_export(res.stdout))
+    return Probe(device, parse_export(res.stdout))
 
 
 def require_block_device(path, what="device"):

@@ -46,14 +46,8 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
 # ---------------------------------------------------------------------------------------------
 # Parsers (pure, unit-tested against recorded output)
 
-def parse_export(text):
-    """``KEY=value`` lines of ``mdadm --detail/--examine --export`` as a dict."""
-    fields = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition("=")
-        if sep:
-            fields[key.strip()] = value.strip()
-    return fields
+# ``KEY=value`` lines of ``mdadm --detail/--examine --export``: the same shape as blkid's
+parse_export = blockdev.parse_export
 
 
 def md_level_number(level):

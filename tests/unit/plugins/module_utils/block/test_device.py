@@ -7,9 +7,9 @@ from ansible_collections.blindvault.storage.plugins.module_utils.plan import Ref
 from ansible_collections.blindvault.storage.plugins.module_utils.runner import Runner
 
 
-def test_parse_blkid_export():
+def test_parse_export():
     text = "DEVNAME=/dev/loop0\nUUID=3f1e\nVERSION=2\nTYPE=crypto_LUKS\nUSAGE=crypto\n"
-    fields = device.parse_blkid_export(text)
+    fields = device.parse_export(text)
     assert fields["TYPE"] == "crypto_LUKS" and fields["UUID"] == "3f1e"
 
 

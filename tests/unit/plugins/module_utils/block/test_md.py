@@ -61,7 +61,7 @@ def test_probe_members_probes_each_device_on_its_own(monkeypatch):
 
 
 def test_ours_matches_label_or_uuid():
-    f = blockdev.parse_blkid_export(BLKID.split("\n\n", maxsplit=1)[0])
+    f = blockdev.parse_export(BLKID.split("\n\n", maxsplit=1)[0])
     assert md._ours(f, "r5")
     assert not md._ours(f, "other")
     assert md._ours(f, "other", uuid="3c1b5a4e:1f0e2a7b:9d8c6f5e:4a3b2c1d")
@@ -367,7 +367,7 @@ def test_recorded_detail_and_member_probe_agree(fixture_text):
     detail = parse_export(fixture_text("mdadm-detail-export.txt"))
     assert md.md_level_number(detail["MD_LEVEL"]) == 5 and detail["MD_DEVICES"] == "3"
     assert md.label_name(detail["MD_NAME"]) == detail["MD_DEVNAME"] == "fx5"
-    member = blockdev.parse_blkid_export(fixture_text("blkid-md-member.txt"))
+    member = blockdev.parse_export(fixture_text("blkid-md-member.txt"))
     assert md._ours(member, "fx5")
     assert md._ours(member, "renamed", uuid=detail["MD_UUID"])
     assert not md._ours(member, "fx5", uuid="00000000:00000000:00000000:00000000")
