@@ -113,7 +113,7 @@ options:
   wipe:
     description:
       - With O(integrity), how the integrity tags are initialised at format time.
-      - V(full) writes the whole device (slow: about a third of a second per MiB in a small VM).
+      - V(full) writes the whole device, which is slow (about a third of a second per MiB in a small VM).
       - V(none) skips that (C(--integrity-no-wipe)); reading a sector never written then fails
         with an I/O error until it is written once (a filesystem or md sync writes it all). The
         module warns when it formats so.
@@ -141,14 +141,14 @@ options:
       - Path of a header backup (C(cryptsetup luksHeaderBackup)), written mode 0600 through a
         private temporary directory next to it and renamed into place.
       - Written when missing, when the header changes in this run, or when it differs from the
-        device's header (an older backup still opens with keys removed since: it is replaced).
+        device's header (an older backup still opens with keys removed since, so it is replaced).
       - With O(state=absent), written before the header is erased.
     type: path
   allow_discards:
     description:
       - Pass discards (TRIM) through the mapping (C(--allow-discards); enabled live with
         C(cryptsetup refresh) on an open mapping). Reveals which blocks are unused.
-      - Refused with O(integrity): dm-crypt cannot discard on integrity devices.
+      - Refused with O(integrity), because dm-crypt cannot discard on integrity devices.
     type: bool
     default: false
   force:
@@ -308,8 +308,8 @@ ARGUMENT_SPEC = dict(
     iter_time=dict(type="int"),
     label=dict(type="str"),
     wipe=dict(type="str", choices=list(WIPES), default="full"),
-    add_keys=dict(type="list", elements="str", no_log=True, default=[]),
-    remove_keys=dict(type="list", elements="str", no_log=True, default=[]),
+    add_keys=dict(type="list", elements="str", no_log=True),
+    remove_keys=dict(type="list", elements="str", no_log=True),
     header_backup=dict(type="path"),
     allow_discards=dict(type="bool", default=False),
     force=dict(type="bool", default=False),
@@ -328,9 +328,8 @@ def main():
         result = converge(make_runner(module), spec)
     for warning in result.pop("warnings"):
         module.warn(warning)
-    diff = result.pop("diff")
-    diff.update(before_header=result["device"], after_header=result["device"])
-    module.exit_json(diff=diff, **result)
+    result["diff"].update(before_header=result["device"], after_header=result["device"])
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":
