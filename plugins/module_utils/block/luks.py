@@ -26,7 +26,7 @@ import os
 import shutil
 import stat
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ansible_collections.blindvault.storage.plugins.module_utils.block import device as blockdev
 from ansible_collections.blindvault.storage.plugins.module_utils.plan import Plan, Refusal
@@ -88,7 +88,9 @@ class LuksInfo:
 
 
 def parse_luks_dump(text):
-    """Parse ``cryptsetup luksDump --dump-json-metadata``: keyslots, first crypt segment, label."""
+    """Parse ``cryptsetup luksDump --dump-json-metadata``: keyslots, the first crypt segment.
+
+    The label is not in the JSON (it is in the binary header): ``with_probe`` adds blkid's."""
     try:
         data = json.loads(text)
     except ValueError as exc:
@@ -124,6 +126,13 @@ def read_luks(runner, dev):
         raise Refusal("%s: blkid reports LUKS2 but cryptsetup luksDump failed: %s"
                       % (dev, (res.stderr or res.stdout).strip() or "rc=%d" % res.rc))
     return parse_luks_dump(res.stdout)
+
+
+def with_probe(info, found):
+    """The label lives in the LUKS2 binary header, not in the JSON metadata: blkid reads it."""
+    if info.label is None and found.fields.get("LABEL"):
+        return replace(info, label=found.fields["LABEL"])
+    return info
 
 
 def dm_uuid_prefix(luks_uuid):
@@ -201,7 +210,7 @@ def read_state(runner, dev, sysfs=SYSFS_BLOCK):
             raise Refusal("%s is a LUKS%s volume; this module manages LUKS2 only (convert it "
                           "with cryptsetup convert --type luks2 after a header backup)"
                           % (dev, version))
-        st.luks = read_luks(runner, dev)
+        st.luks = with_probe(read_luks(runner, dev), found)
         st.uuid = found.fields.get("UUID")
     return st
 
