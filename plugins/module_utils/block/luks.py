@@ -20,8 +20,8 @@ are reported. Only the label is changed in place (``cryptsetup config --label``)
 
 from __future__ import annotations
 
-import hashlib
 import json
+import mmap
 import os
 import shutil
 import stat
@@ -509,7 +509,7 @@ def plan_volume(runner, spec, state):
     _plan_keys(runner, lp, key)
     _plan_mapping(runner, lp, key, opened)
     if spec.header_backup:
-        _plan_header_backup(runner, lp)
+        _plan_header_backup(lp)
     return lp
 
 
@@ -527,7 +527,7 @@ def _plan_absent(lp, opened):
             "force: true to do that on purpose (and header_backup to keep a copy of the header)"
             % (dev, state.uuid, len(state.luks.keyslots)))
     if spec.header_backup:
-        _plan_header_backup(None, lp, before_erase=True)
+        _plan_header_backup(lp, before_erase=True)
     for name in opened:
         plan.add("close", name, "mapping of %s" % dev, ["cryptsetup", "close", name])
     plan.add("erase", dev, "force: erase every keyslot", ["cryptsetup", "erase", "--batch-mode", dev])
@@ -613,15 +613,45 @@ def _plan_mapping(runner, lp, key, opened):
         lp.after["opened"] = [n for n in opened if n not in names]
 
 
-def _sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+LUKS2_MAGIC = b"LUKS\xba\xbe"
+_ALIGN = 4096
 
 
-def _plan_header_backup(runner, lp, before_erase=False):
+def _read_start(path, size):
+    """The first ``size`` bytes of a device or file, with O_DIRECT where it works (the header
+    cryptsetup just wrote, not a stale page cache)."""
+    want = (size + _ALIGN - 1) // _ALIGN * _ALIGN
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECT", 0))
+    except OSError:
+        fd = os.open(path, os.O_RDONLY)
+    try:
+        buf = mmap.mmap(-1, want)  # page aligned, as O_DIRECT wants
+        try:
+            got = os.preadv(fd, [buf], 0)
+        except OSError:
+            os.close(fd)
+            fd = os.open(path, os.O_RDONLY)
+            got = os.preadv(fd, [buf], 0)
+        return bytes(buf[:min(got, size)])
+    finally:
+        os.close(fd)
+
+
+def header_area(path):
+    """Both LUKS2 metadata copies (binary header + JSON, twice) at the start of ``path``, or None
+    when it does not start with a LUKS2 header. Every metadata change (keyslots, label...)
+    rewrites them with a new sequence id, so equal areas mean equal headers."""
+    head = _read_start(path, _ALIGN)
+    if len(head) < 16 or head[:6] != LUKS2_MAGIC or int.from_bytes(head[6:8], "big") != 2:
+        return None
+    hdr_size = int.from_bytes(head[8:16], "big")
+    if not 4096 <= hdr_size <= 4 << 20:
+        return None
+    return _read_start(path, 2 * hdr_size)
+
+
+def _plan_header_backup(lp, before_erase=False):
     spec, plan = lp.spec, lp.plan
     path = spec.header_backup
     parent = os.path.dirname(path)
@@ -643,26 +673,23 @@ def _plan_header_backup(runner, lp, before_erase=False):
     if not exists:
         plan.add("header-backup", path, "no backup yet", argv)
         return
-    fresh = take_header_backup(runner, spec.device, path, compare_only=True)
-    if fresh != _sha256(path):
+    current = header_area(spec.device)
+    if current is None or current != header_area(path):
         plan.add("header-backup", path, "the backup differs from the device's header", argv)
     elif stat.S_IMODE(os.stat(path).st_mode) != 0o600:
         plan.add("chmod-header-backup", path, "mode 0600")
 
 
-def take_header_backup(runner, dev, path, compare_only=False):
+def take_header_backup(runner, dev, path):
     """Write the header of ``dev`` to ``path`` 0600 (atomically: a 0700 directory next to it,
-    then rename). ``compare_only``: return the fresh backup's sha256 and keep nothing."""
+    then rename)."""
     tmpdir = tempfile.mkdtemp(prefix=".blindvault-hdr-", dir=os.path.dirname(path))
     try:
         tmp = os.path.join(tmpdir, "header")
         runner.run(["cryptsetup", "luksHeaderBackup", "--batch-mode", dev,
-                    "--header-backup-file", tmp], changes=not compare_only)
-        if compare_only:
-            return _sha256(tmp)
+                    "--header-backup-file", tmp], changes=True)
         os.chmod(tmp, 0o600)
         os.rename(tmp, path)
-        return None
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
 

@@ -1,3 +1,4 @@
+import json
 import os
 import stat
 
@@ -378,23 +379,40 @@ def test_header_backup_planned_when_missing_or_header_changes(tmp_path, dump, bl
                     luks_state(dump, blkid))
 
 
-def test_header_backup_compared_with_a_fresh_one(tmp_path, monkeypatch, dump, blkid):
+def fake_header(seqid, hdr_size=4096, keyslots=b"K" * 8192):
+    """A LUKS2-shaped area: magic, version 2, hdr_size, then seqid; two copies; keyslots."""
+    one = (b"LUKS\xba\xbe" + (2).to_bytes(2, "big") + hdr_size.to_bytes(8, "big")
+           + seqid.to_bytes(8, "big")).ljust(hdr_size, b"\0")
+    return one + one + keyslots
+
+
+def test_header_area_reads_both_metadata_copies(tmp_path):
+    f = tmp_path / "h"
+    f.write_bytes(fake_header(7))
+    assert luks.header_area(str(f)) == fake_header(7)[:8192]
+    f.write_bytes(b"\0" * 8192)
+    assert luks.header_area(str(f)) is None
+
+
+def test_recorded_json_size_gives_the_header_size(fixture_text):
+    # config.json_size 12288 + 4096 binary header = hdr_size 16384 per copy
+    config = json.loads(fixture_text("luks/luksdump-integrity.json"))["config"]
+    assert int(config["json_size"]) + 4096 == 16384
+
+
+def test_header_backup_compared_with_the_device(tmp_path, dump, blkid):
+    disk = tmp_path / "disk"
+    disk.write_bytes(fake_header(5) + b"data" * 1024)
     hb = tmp_path / "hdr"
-    hb.write_bytes(b"HEADER")
+    hb.write_bytes(fake_header(5))
     hb.chmod(0o644)
-    fresh = {"data": b"HEADER"}
-
-    def fake_backup(runner, dev, path, compare_only=False):
-        import hashlib
-        return hashlib.sha256(fresh["data"]).hexdigest()
-
-    monkeypatch.setattr(luks, "take_header_backup", fake_backup)
-    s = spec(integrity="hmac-sha256", header_backup=str(hb))
+    s = spec(device=str(disk), integrity="hmac-sha256", header_backup=str(hb))
     assert actions(plan_volume(FakeRunner(), s, luks_state(dump, blkid))) == ["chmod-header-backup"]
     hb.chmod(0o600)
     assert actions(plan_volume(FakeRunner(), s, luks_state(dump, blkid))) == []
-    fresh["data"] = b"NEWER"
-    assert actions(plan_volume(FakeRunner(), s, luks_state(dump, blkid))) == ["header-backup"]
+    disk.write_bytes(fake_header(6) + b"data" * 1024)
+    lp = plan_volume(FakeRunner(), s, luks_state(dump, blkid))
+    assert actions(lp) == ["header-backup"] and "differs" in lp.plan.steps[0].reason
 
 
 def test_take_header_backup_writes_0600_atomically(tmp_path):
