@@ -30,6 +30,7 @@ from dataclasses import dataclass, field, replace
 
 from ansible_collections.blindvault.storage.plugins.module_utils.block import device as blockdev
 from ansible_collections.blindvault.storage.plugins.module_utils.plan import Plan, Refusal
+from ansible_collections.blindvault.storage.plugins.module_utils.runner import CommandError
 
 STATES = ("present", "absent", "opened", "closed")
 INTEGRITY = ("none", "hmac-sha256", "hmac-sha512", "poly1305")
@@ -366,6 +367,11 @@ def unlocks(runner, dev, key_args, stdin):
                   % (dev, res.rc, (res.stderr or res.stdout).strip() or "no output"))
 
 
+def wrong_key_message(spec, consequence):
+    return "%s: the given %s does not unlock any keyslot; %s" % (
+        spec.device, "passphrase" if spec.passphrase is not None else "key_file", consequence)
+
+
 def _check_key_file(spec, plan):
     path = spec.key_file
     try:
@@ -399,6 +405,7 @@ class LuksPlan:
         self.before = view(state)
         self.after = dict(self.before)
         self.formatting = False
+        self.key_checked = False  # the unlocking key was proven to open a keyslot
 
 
 def view(state):
@@ -555,6 +562,7 @@ def _plan_keys(runner, lp, key):
         if not primary_ok and not unlocks(runner, dev, key.args(), key.stdin):
             raise Refusal("%s: the given %s does not unlock any keyslot; cannot add keys"
                           % (dev, "passphrase" if spec.passphrase is not None else "key_file"))
+        lp.key_checked = True
     for new in to_add:
         argv = (["cryptsetup", "luksAddKey", "--batch-mode"] + pbkdf_args(spec) + key.args()
                 + [dev, "<new key: 0600 file>"])
@@ -596,9 +604,13 @@ def _plan_mapping(runner, lp, key, opened):
                           % (dev, ", ".join(others)))
         if not spec.has_key:
             raise Refusal("opening %s needs passphrase or key_file" % dev)
-        if not lp.formatting and not unlocks(runner, dev, key.args(), key.stdin):
-            raise Refusal("%s: the given %s does not unlock any keyslot; cannot open it"
-                          % (dev, "passphrase" if spec.passphrase is not None else "key_file"))
+        # A wrong key makes cryptsetup open fail without changing anything (apply says so
+        # clearly); test it first (~2 s in a small VM) only when earlier steps would change the
+        # volume before the open fails, or in check mode, where nothing else would notice.
+        must_check = bool(plan.steps) or runner.check_mode
+        if must_check and not (lp.formatting or lp.key_checked) and \
+                not unlocks(runner, dev, key.args(), key.stdin):
+            raise Refusal(wrong_key_message(spec, "cannot open it"))
         argv = ["cryptsetup", "open", "--type", "luks2", "--batch-mode"]
         if spec.allow_discards:
             argv.append("--allow-discards")
@@ -708,9 +720,17 @@ def apply(runner, lp):
             with runner.secret_file(lp.new_keys[index]) as new_key_path:
                 argv = step.argv[:-1] + [new_key_path]
                 runner.run(argv, changes=True, secret=step.secret)
+        elif step.action == "open":
+            try:
+                runner.run(step.argv, changes=True, secret=step.secret)
+            except CommandError as exc:
+                if exc.rc == RC_WRONG_KEY:
+                    raise Refusal(wrong_key_message(spec, "nothing was opened")) from None
+                raise
+            blockdev.settle(runner)
         else:
             runner.run(step.argv, changes=True, secret=step.secret)
-            if step.action in ("open", "close", "erase"):
+            if step.action in ("close", "erase"):
                 blockdev.settle(runner)
 
 

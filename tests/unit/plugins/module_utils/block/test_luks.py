@@ -15,7 +15,7 @@ from ansible_collections.blindvault.storage.plugins.module_utils.block.luks impo
     plan_volume,
 )
 from ansible_collections.blindvault.storage.plugins.module_utils.plan import Refusal
-from ansible_collections.blindvault.storage.plugins.module_utils.runner import Result
+from ansible_collections.blindvault.storage.plugins.module_utils.runner import CommandError, Result
 
 DEV = "/dev/loop3"
 
@@ -293,11 +293,27 @@ def test_key_file_readable_by_others_warns_and_goes_to_argv_as_a_path(tmp_path, 
     assert lp.plan.steps[0].secret is None
 
 
-def test_open_with_wrong_key_refused_before_anything(dump, blkid):
+def test_open_with_wrong_key(dump, blkid):
+    s = spec(integrity="hmac-sha256", passphrase="wrong", name="v", state="opened")
+    # check mode: tested first, since nothing else would notice
+    with pytest.raises(Refusal, match="does not unlock"):
+        plan_volume(FakeRunner(keys={"right"}, check_mode=True), s, luks_state(dump, blkid))
+    # before other changes: tested first, so the label is not changed before the open fails
     with pytest.raises(Refusal, match="does not unlock"):
         plan_volume(FakeRunner(keys={"right"}), spec(integrity="hmac-sha256", passphrase="wrong",
-                                                     name="v", state="opened"),
+                                                     name="v", state="opened", label="new"),
                     luks_state(dump, blkid))
+    # the open alone: no extra test (2 s in a small VM); the failing open says it clearly
+    r = FakeRunner(keys={"right"})
+    lp = plan_volume(r, s, luks_state(dump, blkid))
+    assert actions(lp) == ["open"] and r.calls == []
+
+    class Failing(FakeRunner):
+        def run(self, argv, changes=False, secret=None, **kw):
+            raise CommandError(argv, 2, "", "No key available with this passphrase.")
+
+    with pytest.raises(Refusal, match="does not unlock any keyslot; nothing was opened"):
+        luks.apply(Failing(), lp)
 
 
 def test_opened_already_open_is_a_noop_and_closed_closes(dump, blkid):
