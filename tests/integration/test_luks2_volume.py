@@ -192,6 +192,11 @@ def test_refuses_to_format_over_ext4(module, loopdev, exec_log):
     assert "force: true" in r["msg"]
     assert blkid_type(dev) == "ext4"
     assert not [c for c in exec_log("cryptsetup") if "luksFormat" in c]
+    forced = module("luks2_volume", dict(device=dev, passphrase="some-pass", force=True, **FAST))
+    assert not forced.failed and forced["changed"], forced
+    assert [a["action"] for a in forced["actions"]] == ["wipe-signatures", "format"]
+    assert blkid_type(dev) == "crypto_LUKS"
+    assert "ext4" not in sh("wipefs", dev).stdout
 
 
 def test_allow_discards_with_integrity_refused_before_anything(module, loopdev, exec_log):

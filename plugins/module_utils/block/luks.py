@@ -491,8 +491,13 @@ def plan_volume(runner, spec, state):
             raise Refusal("%s is not a LUKS2 volume yet; formatting it needs passphrase or "
                           "key_file" % dev)
         lp.formatting = True
-        reason = "blank device" if state.probe.empty else \
-            "force: overwriting %s" % state.probe.describe()
+        reason = "blank device"
+        if not state.probe.empty:
+            # luksFormat overwrites the start of the device only: signatures elsewhere (md 1.0
+            # and ZFS labels at the end) would survive and let other tools claim the device.
+            plan.add("wipe-signatures", dev, "force: remove %s first" % state.probe.describe(),
+                     ["wipefs", "--all", dev])
+            reason = "force: formatting over %s" % state.probe.describe()
         plan.add("format", dev, reason, format_argv(spec, key), secret=key.stdin)
         if spec.integrity != "none" and spec.wipe == "none":
             plan.warn(EIO_WARNING % dev)

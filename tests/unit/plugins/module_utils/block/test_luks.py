@@ -200,7 +200,8 @@ def test_format_refused_over_a_signature_unless_forced():
     with pytest.raises(Refusal, match="already has a ext4 signature"):
         plan_volume(FakeRunner(), spec(passphrase="p"), st)
     lp = plan_volume(FakeRunner(), spec(passphrase="p", force=True), st)
-    assert actions(lp) == ["format"] and "force" in lp.plan.steps[0].reason
+    assert actions(lp) == ["wipe-signatures", "format"] and "force" in lp.plan.steps[1].reason
+    assert lp.plan.steps[0].argv == ["wipefs", "--all", DEV]
 
 
 def test_format_refused_while_held():
