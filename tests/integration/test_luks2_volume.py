@@ -87,7 +87,7 @@ def test_lifecycle_integrity_no_wipe(module, loopdev, exec_log, tmp_path):
 
     # format + open
     r = module("luks2_volume", base, diff=True)
-    assert not r.failed, r
+    assert not r.failed, (r.get("msg"), r.get("stderr"))
     assert r["changed"] and r["opened"] is True and r["mapper"] == mapper
     assert os.path.exists(mapper) and os.path.exists(mapper + "_dif")
     assert r["integrity"] == "hmac-sha256" and r["sector_size"] == 4096 and r["keyslots"] == 1

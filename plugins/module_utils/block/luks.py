@@ -735,7 +735,9 @@ def apply(runner, lp):
             blockdev.settle(runner)
         else:
             runner.run(step.argv, changes=True, secret=step.secret)
-            if step.action in ("close", "erase"):
+            if step.action in ("format", "wipe-signatures", "close", "erase"):
+                # udev probes the rewritten device (and removes closed nodes): let it finish
+                # before the next step opens it
                 blockdev.settle(runner)
 
 
