@@ -47,7 +47,9 @@ def test_raid5_over_dm_integrity_members_repairs_a_corrupted_member(module, disk
     array = "/dev/md/bvf5"
     digest = write_random(array, 40)
 
-    corrupt(disks.files[devs[1]], 32 * M)
+    # 12 MiB into the member's file: past dm-integrity's superblock and journal and md's
+    # metadata, inside the ~20 MiB of each member the 40 MiB of data (and parity) cover
+    corrupt(disks.files[devs[1]], 12 * M)
     assert read_sha(array, 40) == digest  # md read around the EIO and rewrote the sectors
 
     status = module("md_array", {"name": "bvf5"})
