@@ -54,7 +54,7 @@ def dump(fixture_text):
 
 @pytest.fixture
 def blkid(fixture_text):
-    return device.Probe(DEV, device.parse_blkid_export(fixture_text("luks/blkid-luks.export")))
+    return device.Probe(DEV, device.parse_export(fixture_text("luks/blkid-luks.export")))
 
 
 def luks_state(info, probe, opened=()):
