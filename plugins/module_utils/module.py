@@ -51,7 +51,8 @@ def list_items(module, list_key, item_spec):
         merged.update({k: v for k, v in item.items() if v is not None})
         for k, v in merged.items():
             if item_spec.get(k, {}).get("no_log") and v is not None:
-                module.no_log_values.add(v)
+                for secret in (v if isinstance(v, list) else [v]):
+                    module.no_log_values.add(str(secret))
         result = ArgumentSpecValidator(item_spec).validate(merged)
         if result.error_messages:
             where = "%s[%d]: " % (list_key, index) if params.get(list_key) is not None else ""

@@ -29,9 +29,10 @@ extends_documentation_fragment:
   - blindvault.storage.attributes.PLATFORM
 options:
   device:
-    description: The block device holding (or to hold) the LUKS2 volume.
+    description:
+      - The block device holding (or to hold) the LUKS2 volume.
+      - Required unless O(volumes) is given; mutually exclusive with it.
     type: path
-    required: true
   name:
     description:
       - Name of the dm-crypt mapping, opened as C(/dev/mapper/NAME).
@@ -157,6 +158,83 @@ options:
         metadata), and erase the volume with O(state=absent).
     type: bool
     default: false
+  volumes:
+    description:
+      - Converge several LUKS2 volumes in one call (for example the members of an md RAID1):
+        each is read and planned, so validated, before anything changes.
+      - Each item takes the top-level options; those given at the top level are the defaults for
+        every item (a shared O(pbkdf), O(integrity) or O(passphrase)).
+      - Required unless O(device) is given; mutually exclusive with it.
+    type: list
+    elements: dict
+    suboptions:
+      device:
+        description: See O(device). Required in every item.
+        type: path
+      name:
+        description: See O(name).
+        type: str
+      state:
+        description: See O(state).
+        type: str
+        choices: [present, absent, opened, closed]
+      passphrase:
+        description: See O(passphrase).
+        type: str
+      key_file:
+        description: See O(key_file).
+        type: path
+      cipher:
+        description: See O(cipher).
+        type: str
+      key_size:
+        description: See O(key_size).
+        type: int
+      integrity:
+        description: See O(integrity).
+        type: str
+        choices: [none, hmac-sha256, hmac-sha512, poly1305]
+      sector_size:
+        description: See O(sector_size).
+        type: int
+        choices: [512, 1024, 2048, 4096]
+      pbkdf:
+        description: See O(pbkdf).
+        type: str
+        choices: [argon2id, pbkdf2]
+      pbkdf_memory:
+        description: See O(pbkdf_memory).
+        type: int
+      pbkdf_iterations:
+        description: See O(pbkdf_iterations).
+        type: int
+      iter_time:
+        description: See O(iter_time).
+        type: int
+      label:
+        description: See O(label).
+        type: str
+      wipe:
+        description: See O(wipe).
+        type: str
+        choices: [full, none]
+      add_keys:
+        description: See O(add_keys).
+        type: list
+        elements: str
+      remove_keys:
+        description: See O(remove_keys).
+        type: list
+        elements: str
+      header_backup:
+        description: See O(header_backup).
+        type: path
+      allow_discards:
+        description: See O(allow_discards).
+        type: bool
+      force:
+        description: See O(force).
+        type: bool
 notes:
   - Needs cryptsetup 2.4 or later (C(--dump-json-metadata)), blkid, wipefs and root privileges;
     O(integrity) needs the dm-integrity kernel module.
@@ -170,6 +248,16 @@ seealso:
 """
 
 EXAMPLES = r"""
+- name: Two authenticated volumes for an md RAID1, in one call (one shared passphrase)
+  blindvault.storage.luks2_volume:
+    state: opened
+    integrity: hmac-sha256
+    sector_size: 4096
+    passphrase: "{{ vault_luks_passphrase }}"
+    volumes:
+      - {device: /dev/sdb, name: mirror0}
+      - {device: /dev/sdc, name: mirror1}
+
 - name: An authenticated LUKS2 volume, opened as /dev/mapper/vault
   blindvault.storage.luks2_volume:
     device: /dev/sdb
@@ -205,65 +293,71 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+volumes:
+  description: With O(volumes), one result per item, in order, each with the keys below plus
+    C(changed) and C(actions).
+  returned: when O(volumes) is given
+  type: list
+  elements: dict
 device:
   description: The device, its real path.
-  returned: always
+  returned: when O(device) is given
   type: str
   sample: /dev/loop3
 name:
   description: The mapping name given.
-  returned: always
+  returned: when O(device) is given
   type: str
   sample: vault
 mapper:
   description: Path of the mapping, C(/dev/mapper/NAME) (null without O(name)).
-  returned: always
+  returned: when O(device) is given
   type: str
   sample: /dev/mapper/vault
 opened:
   description: Whether the mapping O(name) is open afterwards (in check mode, would be).
-  returned: always
+  returned: when O(device) is given
   type: bool
   sample: true
 opened_as:
   description: Every open mapping of the volume.
-  returned: always
+  returned: when O(device) is given
   type: list
   elements: str
   sample: [vault]
 uuid:
   description: The LUKS2 UUID (null when absent, or not yet formatted in check mode).
-  returned: always
+  returned: when O(device) is given
   type: str
   sample: 3f1c2a4e-8d63-4f7b-9d0e-5c2b8a1f6e90
 cipher:
   description: The data segment's cipher.
-  returned: always
+  returned: when O(device) is given
   type: str
   sample: aes-xts-plain64
 key_size:
   description: Encryption key size in bits, without the integrity key.
-  returned: always
+  returned: when O(device) is given
   type: int
   sample: 512
 integrity:
   description: The integrity algorithm (V(none) without), null when there is no volume.
-  returned: always
+  returned: when O(device) is given
   type: str
   sample: hmac-sha256
 sector_size:
   description: Encryption sector size.
-  returned: always
+  returned: when O(device) is given
   type: int
   sample: 4096
 label:
   description: The LUKS2 label.
-  returned: always
+  returned: when O(device) is given
   type: str
   sample: vault
 keyslots:
   description: Number of keyslots in use.
-  returned: always
+  returned: when O(device) is given
   type: int
   sample: 2
 actions:
@@ -276,7 +370,6 @@ actions:
             "command": "cryptsetup luksFormat --batch-mode --type luks2 --integrity hmac-sha256 --pbkdf argon2id --key-file - /dev/loop3"}]
 """
 
-from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.blindvault.storage.plugins.module_utils.block.luks import (
     INTEGRITY,
@@ -289,10 +382,12 @@ from ansible_collections.blindvault.storage.plugins.module_utils.block.luks impo
 )
 from ansible_collections.blindvault.storage.plugins.module_utils.module import (
     backend_errors,
+    exit_list_form,
+    list_form_module,
     make_runner,
 )
 
-ARGUMENT_SPEC = dict(
+ITEM_SPEC = dict(
     device=dict(type="path", required=True),
     name=dict(type="str"),
     state=dict(type="str", choices=list(STATES), default="present"),
@@ -317,19 +412,10 @@ ARGUMENT_SPEC = dict(
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=ARGUMENT_SPEC,
-        mutually_exclusive=[("passphrase", "key_file"), ("pbkdf_iterations", "iter_time")],
-        required_if=[("state", "opened", ("name",))],
-        supports_check_mode=True,
-    )
+    module, items = list_form_module(ITEM_SPEC, "volumes", "device")
     with backend_errors(module):
-        spec = LuksSpec(**module.params)
-        result = converge(make_runner(module), spec)
-    for warning in result.pop("warnings"):
-        module.warn(warning)
-    result["diff"].update(before_header=result["device"], after_header=result["device"])
-    module.exit_json(**result)
+        results = converge(make_runner(module), [LuksSpec(**item) for item in items])
+    exit_list_form(module, results, "volumes", "device", flat_single=True)
 
 
 if __name__ == "__main__":

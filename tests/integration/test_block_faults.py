@@ -66,17 +66,17 @@ def test_raid5_over_dm_integrity_members_repairs_a_corrupted_member(module, disk
 
 def test_raid1_over_luks2_integrity_volumes_repairs_a_corrupted_member(module, disks):
     devs = disks(2)
-    volumes = []
-    for i, d in enumerate(devs):
-        vol = module("luks2_volume", dict(FAST_KDF, device=d, name="bvf1v%d" % i, state="opened",
-                                          passphrase="fault-%d" % i, integrity="hmac-sha256",
-                                          sector_size=4096, wipe="none"))
-        assert not vol.failed, vol.get("msg")
-        # wipe none leaves every sector unreadable until written: zero the volume once, so md
+    vols = module("luks2_volume", dict(
+        FAST_KDF, state="opened", passphrase="fault-pass", integrity="hmac-sha256",
+        sector_size=4096, wipe="none",
+        volumes=[{"device": d, "name": "bvf1v%d" % i} for i, d in enumerate(devs)]))
+    assert not vols.failed, vols.get("msg")
+    volumes = [v["mapper"] for v in vols["volumes"]]
+    for mapper in volumes:
+        # wipe none leaves every sector unreadable until written: zero each volume once, so md
         # can be created without a resync (assume_clean)
-        sh("dd", "if=/dev/zero", "of=" + vol["mapper"], "bs=1M", "oflag=direct", "status=none",
+        sh("dd", "if=/dev/zero", "of=" + mapper, "bs=1M", "oflag=direct", "status=none",
            check=False)
-        volumes.append(vol["mapper"])
     md = module("md_array", {"name": "bvf1", "level": 1, "devices": volumes,
                              "assume_clean": True})
     assert not md.failed, md.get("msg")

@@ -29,7 +29,7 @@ import tempfile
 from dataclasses import dataclass, field, replace
 
 from ansible_collections.blindvault.storage.plugins.module_utils.block import device as blockdev
-from ansible_collections.blindvault.storage.plugins.module_utils.plan import Plan, Refusal
+from ansible_collections.blindvault.storage.plugins.module_utils.plan import Plan, Refusal, apply_all
 from ansible_collections.blindvault.storage.plugins.module_utils.runner import CommandError
 
 STATES = ("present", "absent", "opened", "closed")
@@ -741,17 +741,31 @@ def apply(runner, lp):
                 blockdev.settle(runner)
 
 
-def converge(runner, spec, sysfs=SYSFS_BLOCK):
-    dev = blockdev.require_block_device(spec.device)
-    spec.device = dev
-    state = read_state(runner, dev, sysfs)
-    lp = plan_volume(runner, spec, state)
-    if lp.plan.steps and not runner.check_mode:
-        apply(runner, lp)
-        after = read_state(runner, dev, sysfs)
-        lp.after = view(after)
-        return report(lp, after)
-    return report(lp, None)
+def converge(runner, specs, sysfs=SYSFS_BLOCK):
+    """Converge one LuksSpec or a list of them: every volume read and planned (so validated)
+    before the first change, then applied in order. Returns one result (or a list)."""
+    single = isinstance(specs, LuksSpec)
+    specs = [specs] if single else list(specs)
+    for spec in specs:
+        spec.device = blockdev.require_block_device(spec.device)
+    for key in ("device", "name"):
+        values = [getattr(s, key) for s in specs if getattr(s, key)]
+        dupes = sorted({v for v in values if values.count(v) > 1})
+        if dupes:
+            raise Refusal("the same %s is declared more than once: %s" % (key, ", ".join(dupes)))
+    plans = [plan_volume(runner, spec, read_state(runner, spec.device, sysfs)) for spec in specs]
+    if not runner.check_mode:
+        apply_all([lp for lp in plans if lp.plan.steps], lambda lp: apply(runner, lp),
+                  lambda lp: lp.spec.device)
+    results = []
+    for lp in plans:
+        if lp.plan.steps and not runner.check_mode:
+            after = read_state(runner, lp.spec.device, sysfs)
+            lp.after = view(after)
+            results.append(report(lp, after))
+        else:
+            results.append(report(lp, None))
+    return results[0] if single else results
 
 
 def report(lp, after):

@@ -41,3 +41,16 @@ def test_secrets_masked_in_the_result(tools, tmp_path):
     assert r.failed and "does not exist" in r["msg"]
     text = json.dumps(r)
     assert "top-secret" not in text
+
+
+def test_list_form_validates_every_item_first_and_masks_nested_secrets(tools, tmp_path):
+    volumes = [dict(device=str(tmp_path / "a"), name="m0", passphrase="nested-secret-1",
+                    add_keys=["nested-secret-2"]),
+               dict(device=str(tmp_path / "b"), name="m1", integrity="hmac-sha256",
+                    allow_discards=True)]
+    r = run_module("luks2_volume", dict(volumes=volumes, state="opened"))
+    assert r.failed and "cannot pass discards" in r["msg"], r
+    assert tools.read_text() == ""  # the first item's device was not even probed
+    assert "nested-secret" not in json.dumps(r)
+    r = run_module("luks2_volume", dict(device=str(tmp_path / "a"), volumes=volumes))
+    assert r.failed and "mutually exclusive" in r["msg"]
