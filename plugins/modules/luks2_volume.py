@@ -160,7 +160,7 @@ options:
     default: false
   volumes:
     description:
-      - Converge several LUKS2 volumes in one call (for example the members of an md RAID1):
+      - Converge several LUKS2 volumes in one call (for example the members of an md RAID1);
         each is read and planned, so validated, before anything changes.
       - Each item takes the top-level options; those given at the top level are the defaults for
         every item (a shared O(pbkdf), O(integrity) or O(passphrase)).
