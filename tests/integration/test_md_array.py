@@ -194,6 +194,14 @@ def test_why_integrity_is_needed_md_raid5_on_plain_devices_returns_corrupt_data_
     assert not chk.failed, chk
     assert chk["mismatch_cnt"] > 0, chk  # md sees inconsistency, but not which copy is right
 
+    # repair recomputes parity from the data chunks, the corrupted one included: the array is
+    # consistent again and the corruption is now permanent
+    fixed = module("md_array", {"name": "bvwhy", "action": "repair", "wait": True})
+    assert not fixed.failed, fixed
+    again = module("md_array", {"name": "bvwhy", "action": "check", "wait": True})
+    assert again["mismatch_cnt"] == 0, again  # "clean"...
+    assert hashlib.sha256(_read_direct("/dev/md/bvwhy", 20)).hexdigest() != want  # ...and wrong
+
 
 def _read_direct(path, mib):
     """Read ``mib`` MiB with O_DIRECT (past every cache); a read error fails the test."""
