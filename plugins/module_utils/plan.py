@@ -90,3 +90,12 @@ def apply_all(items, apply_one, name_of):
         except Exception as exc:
             raise PartialApply(exc, done) from exc
         done.append(name_of(item))
+
+
+def refuse_duplicates(values, what):
+    """A Refusal naming the values declared more than once (None/empty values are ignored):
+    two items converging the same object would fight each other."""
+    values = [v for v in values if v]
+    dupes = sorted({v for v in values if values.count(v) > 1})
+    if dupes:
+        raise Refusal("the same %s is declared more than once: %s" % (what, ", ".join(dupes)))

@@ -23,7 +23,12 @@ import time
 from dataclasses import dataclass
 
 from ansible_collections.blindvault.storage.plugins.module_utils.block import device as blockdev
-from ansible_collections.blindvault.storage.plugins.module_utils.plan import Plan, Refusal, apply_all
+from ansible_collections.blindvault.storage.plugins.module_utils.plan import (
+    Plan,
+    Refusal,
+    apply_all,
+    refuse_duplicates,
+)
 
 STATES = ("opened", "closed", "present", "absent")
 WIPES = ("full", "none", "zero")
@@ -439,10 +444,7 @@ def _check_readable(runner, ip):
 def converge(runner, specs):
     """Converge every spec: one read of the mappings before and one after."""
     for key in ("device", "name"):
-        values = [getattr(s, key) for s in specs if getattr(s, key)]
-        dupes = sorted({v for v in values if values.count(v) > 1})
-        if dupes:
-            raise Refusal("the same %s is declared more than once: %s" % (key, ", ".join(dupes)))
+        refuse_duplicates([getattr(s, key) for s in specs], key)
     mappings = read_mappings(runner)
     plans = [plan_item(runner, spec, mappings) for spec in specs]
     if runner.check_mode or not any(ip.plan.steps for ip in plans):

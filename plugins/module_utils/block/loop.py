@@ -20,7 +20,12 @@ import stat
 import time
 from dataclasses import dataclass
 
-from ansible_collections.blindvault.storage.plugins.module_utils.plan import Plan, Refusal, apply_all
+from ansible_collections.blindvault.storage.plugins.module_utils.plan import (
+    Plan,
+    Refusal,
+    apply_all,
+    refuse_duplicates,
+)
 
 STATES = ("attached", "detached", "absent")
 DIRECT_IO_MODES = ("auto", "on", "off")
@@ -406,10 +411,7 @@ def converge(runner, specs):
 
     Every spec is planned (and so validated) before anything changes.
     """
-    files = [s.file for s in specs]
-    dupes = sorted({f for f in files if files.count(f) > 1})
-    if dupes:
-        raise Refusal("the same file is declared more than once: %s" % ", ".join(dupes))
+    refuse_duplicates([s.file for s in specs], "file")
     before = read_attachments(runner)
     plans = [plan_item(spec, before) for spec in specs]
     if runner.check_mode or not any(ip.plan.steps for ip in plans):

@@ -29,7 +29,12 @@ import tempfile
 from dataclasses import dataclass, field, replace
 
 from ansible_collections.blindvault.storage.plugins.module_utils.block import device as blockdev
-from ansible_collections.blindvault.storage.plugins.module_utils.plan import Plan, Refusal, apply_all
+from ansible_collections.blindvault.storage.plugins.module_utils.plan import (
+    Plan,
+    Refusal,
+    apply_all,
+    refuse_duplicates,
+)
 from ansible_collections.blindvault.storage.plugins.module_utils.runner import CommandError
 
 STATES = ("present", "absent", "opened", "closed")
@@ -749,10 +754,7 @@ def converge(runner, specs, sysfs=SYSFS_BLOCK):
     for spec in specs:
         spec.device = blockdev.require_block_device(spec.device)
     for key in ("device", "name"):
-        values = [getattr(s, key) for s in specs if getattr(s, key)]
-        dupes = sorted({v for v in values if values.count(v) > 1})
-        if dupes:
-            raise Refusal("the same %s is declared more than once: %s" % (key, ", ".join(dupes)))
+        refuse_duplicates([getattr(s, key) for s in specs], key)
     plans = [plan_volume(runner, spec, read_state(runner, spec.device, sysfs)) for spec in specs]
     if not runner.check_mode:
         apply_all([lp for lp in plans if lp.plan.steps], lambda lp: apply(runner, lp),

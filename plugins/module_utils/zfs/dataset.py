@@ -16,7 +16,11 @@ from __future__ import annotations
 import re
 import string
 
-from ansible_collections.blindvault.storage.plugins.module_utils.plan import Plan, Refusal
+from ansible_collections.blindvault.storage.plugins.module_utils.plan import (
+    Plan,
+    Refusal,
+    refuse_duplicates,
+)
 from ansible_collections.blindvault.storage.plugins.module_utils.zfs.state import read_tree
 
 ENCRYPTION_SUITES = ("off", "on", "aes-128-ccm", "aes-192-ccm", "aes-256-ccm",
@@ -285,10 +289,7 @@ def create_argv(spec):
 
 
 def converge(runner, specs):
-    names = [s.name for s in specs]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise Refusal("the same dataset is declared more than once: %s" % ", ".join(dupes))
+    refuse_duplicates([s.name for s in specs], "dataset")
     extra = _extra_properties(specs)
     pools = sorted({s.pool for s in specs})
     tree = read_tree(runner, pools, recursive=True, extra=extra, with_holds=False,

@@ -12,7 +12,11 @@ base survives (safety rule R4), and refuses snapshots held by replication.
 
 from __future__ import annotations
 
-from ansible_collections.blindvault.storage.plugins.module_utils.plan import Plan, Refusal
+from ansible_collections.blindvault.storage.plugins.module_utils.plan import (
+    Plan,
+    Refusal,
+    refuse_duplicates,
+)
 from ansible_collections.blindvault.storage.plugins.module_utils.zfs.dataset import valid_name
 from ansible_collections.blindvault.storage.plugins.module_utils.zfs.apply import run_commands
 from ansible_collections.blindvault.storage.plugins.module_utils.zfs.state import read_tree
@@ -33,10 +37,7 @@ def converge_snapshots(runner, specs):
     """specs: dicts with name, state, recursive, holds, properties, bookmark, force."""
     for s in specs:
         split_snapshot(s["name"])
-    names = [s["name"] for s in specs]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise Refusal("the same snapshot is declared more than once: %s" % ", ".join(dupes))
+    refuse_duplicates([s["name"] for s in specs], "snapshot")
     datasets = sorted({split_snapshot(s["name"])[0] for s in specs})
     tree = read_tree(runner, datasets, recursive=any(s["recursive"] for s in specs))
     missing = [d for d in datasets if d not in tree]
