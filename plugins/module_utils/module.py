@@ -112,3 +112,6 @@ def backend_errors(module):
                          stdout=exc.stdout, stderr=exc.stderr)
     except RunnerError as exc:
         module.fail_json(msg=str(exc))
+    except OSError as exc:  # a file or sysfs attribute that cannot be read or written
+        where = " ".join(str(f) for f in (exc.filename, exc.filename2) if f)
+        module.fail_json(msg="%s%s" % (where + ": " if where else "", exc.strerror or exc))

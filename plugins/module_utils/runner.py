@@ -239,13 +239,17 @@ class Runner:
 
     @contextmanager
     def secret_file(self, secret):
-        """Yield the path of a 0600 file holding ``secret`` in a private 0700 directory.
+        """Yield the path of a 0600 file holding ``secret`` in a private 0700 directory (on
+        /dev/shm when it is there).
 
         For tools that only take key material from a file. The file is removed on exit.
         """
         if isinstance(secret, str):
             secret = secret.encode("utf-8")
-        tmpdir = tempfile.mkdtemp(prefix="blindvault-")  # created 0700
+        # in memory where there is a tmpfs for it: a deleted file on /tmp's disk leaves the
+        # key in free blocks
+        shm = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+        tmpdir = tempfile.mkdtemp(prefix="blindvault-", dir=shm)  # created 0700
         path = os.path.join(tmpdir, "key")
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

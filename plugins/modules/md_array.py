@@ -76,7 +76,8 @@ options:
   chunk:
     description:
       - Chunk size for RAID5, RAID6 and RAID10, e.g. V(64K) or V(512K) (a power of two, at
-        least 4K). Default is mdadm's (512K). Not for RAID1.
+        least 4K); a bare number is KiB, as for C(mdadm --chunk). Default is mdadm's (512K).
+        Not for RAID1.
     type: str
   bitmap:
     description:

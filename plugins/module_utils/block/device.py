@@ -9,6 +9,7 @@ refusal to format over existing data unless ``force`` is set."""
 from __future__ import annotations
 
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 
@@ -35,10 +36,16 @@ class Probe:
         return self.fields.get("PTTYPE")
 
     @property
+    def ambivalent(self):
+        return self.fields.get("AMBIVALENT") == "1"
+
+    @property
     def empty(self):
-        return not (self.type or self.pttype)
+        return not (self.type or self.pttype or self.ambivalent)
 
     def describe(self):
+        if self.ambivalent:
+            return "several conflicting signatures (blkid: ambivalent result)"
         if self.type:
             return "a %s signature" % self.type
         if self.pttype:
@@ -46,29 +53,54 @@ class Probe:
         return "no signature"
 
 
-def parse_export(text):
-    """``KEY=value`` lines as ``blkid -o export`` and ``mdadm --export`` print them, as a dict
-    (the tools quote nothing)."""
+def parse_export(text, unescape=False):
+    """``KEY=value`` lines as ``blkid -o export`` and ``mdadm --export`` print them, as a dict.
+    ``unescape``: blkid backslash-escapes spaces, quotes, ``$``, backticks, ``<`` and ``>`` in
+    values (a label ``my data`` comes out as ``my\\ data``)."""
     fields = {}
     for line in text.splitlines():
         key, sep, value = line.partition("=")
         if sep:
-            fields[key.strip()] = value.strip()
+            value = value.strip()
+            fields[key.strip()] = re.sub(r"\\(.)", r"\1", value) if unescape else value
     return fields
 
 
 def probe(runner, device):
     """The signatures on ``device`` from a low-level probe (the device itself, not the cache).
 
-    ``blkid`` exits 2 when it finds nothing: that is an empty device, not an error.
+    ``blkid`` exits 2 when it finds nothing, but also when reading the device fails: "blank" is
+    believed only after the device's first and last 64 KiB have been read. Exit 8 means
+    conflicting signatures: not blank (``force`` may still overwrite it).
     """
     res = runner.run(["blkid", "-p", "-o", "export", device], check=False)
     if res.rc == 2:
+        require_readable(device)
         return Probe(device)
+    if res.rc == 8:
+        return Probe(device, {"AMBIVALENT": "1"})
     if res.rc != 0:
         raise Refusal("cannot probe %s: blkid said %s" % (
             device, (res.stderr or res.stdout).strip() or "rc=%d" % res.rc))
-    return Probe(device, parse_export(res.stdout))
+    return Probe(device, parse_export(res.stdout, unescape=True))
+
+
+def require_readable(device, span=65536):
+    """Read the first and last ``span`` bytes of ``device``; a Refusal if that fails."""
+    try:
+        fd = os.open(device, os.O_RDONLY)
+        try:
+            size = os.lseek(fd, 0, os.SEEK_END)
+            for offset in sorted({0, max(0, size - span)}):
+                os.pread(fd, span, offset)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise Refusal(
+            "%s cannot be read (%s), so there is no telling whether it holds data; refusing to "
+            "treat it as blank. A dm-integrity or LUKS2-integrity mapping opened with the wrong "
+            "algorithm or key, or formatted with wipe: none and never written, reads like this"
+            % (device, exc.strerror or exc)) from None
 
 
 def require_block_device(path, what="device"):

@@ -143,9 +143,16 @@ def parse_dump(text):
 
 def read_mappings(runner):
     """Every open dm-integrity mapping: two processes however many there are."""
-    table = runner.run(["dmsetup", "table", "--target", "integrity"])
-    status = runner.run(["dmsetup", "status", "--target", "integrity"])
-    return parse_dmsetup(table.stdout, status.stdout)
+    outputs = []
+    for what in ("table", "status"):
+        res = runner.run(["dmsetup", what, "--target", "integrity"], check=False)
+        if res.rc != 0:
+            # not a CommandError: its stdout (a table line holds an HMAC key) would reach
+            # fail_json
+            raise Refusal("dmsetup %s --target integrity failed (rc=%d): %s"
+                          % (what, res.rc, res.stderr.strip() or "no message"))
+        outputs.append(res.stdout)
+    return parse_dmsetup(*outputs)
 
 
 def algorithm_of(kernel_name):
@@ -302,7 +309,7 @@ def plan_item(runner, spec, mappings):
             % (dev, sb.tag_size, sb.sector_size, spec.wanted_tag_size,
                " and sector size %d" % spec.sector_size if spec.sector_size else "",
                spec.algorithm))
-    if mapping:
+    if mapping and spec.state != "closed":  # closing needs neither to match
         if algorithm_of(mapping.algorithm) != spec.algorithm:
             raise Refusal("%s is open as %s with algorithm %s, not %s; refusing to reopen it "
                           "with another algorithm (every read would fail)"
@@ -358,8 +365,12 @@ def _plan_format(ip, found):
     reason = {"full": "tags initialised by integritysetup (writes the whole device)",
               "none": "no wipe: unwritten sectors read as EIO until written",
               "zero": "no wipe, then a direct-I/O zero fill of the mapping"}[spec.wipe]
-    if found.type and spec.force:
+    if not found.empty:
+        # integritysetup writes only its superblock: an old md 1.0 superblock or ZFS label at
+        # the end would survive, shadow DM_integrity in the next probe and invite a reformat
         plan.warn("%s: formatting over %s (force: true)" % (dev, found.describe()))
+        plan.add("wipe-signatures", dev, "force: erase %s first" % found.describe(),
+                 ["wipefs", "--all", dev])
     plan.add("format", dev, reason, argv)
     name = spec.name
     opened = spec.state == "opened"

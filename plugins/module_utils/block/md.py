@@ -64,8 +64,10 @@ def label_name(label):
 
 
 def chunk_kib(value):
-    """``64K``/``512K``/``1M``/``65536`` (bytes) -> KiB as mdadm --chunk takes it."""
-    size = parse_size(value)
+    """``64K``/``512K``/``1M`` -> KiB as mdadm --chunk takes it; a bare number is KiB, as for
+    mdadm (``512`` = 512K)."""
+    text = str(value).strip()
+    size = parse_size(text + "K" if text.isdigit() else text)
     if size % 4096 or size & (size - 1):
         raise Refusal("chunk %r must be a power of two of at least 4K (e.g. 64K, 512K)" % (value,))
     return size // 1024
@@ -216,7 +218,8 @@ class Array:
     @property
     def raid_disks(self):
         value = self.sysfs.get("raid_disks") or self.detail.get("MD_DEVICES")
-        return int(value) if value not in (None, "") else None
+        # "4 (3)" while a reshape runs: the first number is the new count
+        return int(value.split()[0]) if value not in (None, "") else None
 
     @property
     def uuid(self):
@@ -652,15 +655,34 @@ def wait_node(path, timeout=10.0):
         time.sleep(0.1)
 
 
-def _readd(runner, path, dev):
+# members an array of each level can lack and still hold all its data
+TOLERATED_MISSING = {1: None, 5: 1, 6: 2, 10: 1}
+
+
+def _readd(runner, path, dev, kname, level):
     """--re-add; if md refuses (no bitmap, events too old), zero the stale superblock and
-    --add for a full rebuild. Returns how it came back."""
+    --add for a full rebuild, but only while the array still holds all its data without that
+    member: when several members were kicked at once (a cable, a controller), their
+    superblocks are the way back (``mdadm --assemble --force``) and are never zeroed."""
     res = runner.run(["mdadm", "--manage", path, "--re-add", dev], changes=True, check=False)
     if res.rc == 0:
         return "re-added"
+    said = (res.stderr or res.stdout).strip()
+    degraded = _read(os.path.join(SYSFS_BLOCK, kname or "", "md", "degraded")) if kname else None
+    raid_disks = _read(os.path.join(SYSFS_BLOCK, kname or "", "md", "raid_disks")) if kname else None
+    tolerated = TOLERATED_MISSING.get(level, 0)
+    if tolerated is None and raid_disks:
+        tolerated = int(raid_disks.split()[0]) - 1
+    if degraded is None or not degraded.isdigit() or int(degraded) > (tolerated or 0):
+        raise Refusal(
+            "%s: md refused to re-add %s (%s) and the array lacks %s members, more than RAID%s "
+            "can rebuild from: not zeroing its superblock (it is how the data comes back). "
+            "Stop the array and try mdadm --assemble --force with all members"
+            % (path, dev, said, degraded if degraded is not None else "an unknown number of",
+               level))
     runner.run(["mdadm", "--zero-superblock", dev], changes=True)
     runner.run(["mdadm", "--manage", path, "--add", dev], changes=True)
-    return "added (full rebuild; --re-add said: %s)" % (res.stderr or res.stdout).strip()
+    return "added (full rebuild; --re-add said: %s)" % said
 
 
 def apply(runner, mp):
@@ -673,13 +695,22 @@ def apply(runner, mp):
             value = spec.action
             if kname is None:
                 kname = running_kname(spec.path)
+            if kname is None:
+                raise Refusal("%s is not running: cannot start %s" % (spec.path, value))
             if spec.wait and value != "idle":
                 wait_idle(kname, spec.wait_timeout)
-            with open(os.path.join(SYSFS_BLOCK, kname, "md", "sync_action"), "w") as f:
-                f.write(value)
+            try:
+                with open(os.path.join(SYSFS_BLOCK, kname, "md", "sync_action"), "w") as f:
+                    f.write(value)
+            except OSError as exc:
+                now = _read(os.path.join(SYSFS_BLOCK, kname, "md", "sync_action"))
+                raise Refusal("%s: md refused %s (%s) while its sync_action is %s; run again "
+                              "with wait: true to let that finish first"
+                              % (spec.path, value, exc.strerror or exc, now)) from None
             continue
         if step.action == "re-add":
-            notes.append("%s: %s" % (step.obj, _readd(runner, spec.path, step.obj)))
+            level = mp.array.level if mp.array else None
+            notes.append("%s: %s" % (step.obj, _readd(runner, spec.path, step.obj, kname, level)))
             continue
         runner.run(step.argv, changes=True)
         if step.action in ("create", "assemble"):

@@ -18,8 +18,27 @@ def test_probe_treats_rc2_as_blank(tmp_path, monkeypatch):
     script.write_text("#!/bin/sh\nexit 2\n")
     script.chmod(0o755)
     monkeypatch.setenv("PATH", "%s:%s" % (tmp_path, os.environ["PATH"]))
-    found = device.probe(Runner(), "/dev/loop9")
+    blank = tmp_path / "blank"
+    blank.write_bytes(bytes(1 << 17))
+    found = device.probe(Runner(), str(blank))
     assert found.empty and found.describe() == "no signature"
+    # blkid also exits 2 when it cannot read the device: that is not "blank"
+    with pytest.raises(Refusal, match="cannot be read"):
+        device.probe(Runner(), str(tmp_path / "unreadable"))
+
+
+def test_ambivalent_signatures_are_not_blank(tmp_path, monkeypatch):
+    script = tmp_path / "blkid"
+    script.write_text("#!/bin/sh\nexit 8\n")
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", "%s:%s" % (tmp_path, os.environ["PATH"]))
+    found = device.probe(Runner(), "/dev/loop9")
+    assert not found.empty and "conflicting" in found.describe()
+
+
+def test_blkid_escapes_are_undone():
+    fields = device.parse_export("LABEL=my\\ data\\$x\nTYPE=crypto_LUKS\n", unescape=True)
+    assert fields["LABEL"] == "my data$x"
 
 
 def test_probe_reads_a_signature(fake_tools):

@@ -1,4 +1,3 @@
-import os
 
 import pytest
 
@@ -68,12 +67,12 @@ def test_ours_matches_label_or_uuid():
     assert not md._ours({"TYPE": "ext4", "LABEL": "r5"}, "r5")
 
 
-@pytest.mark.parametrize("value,kib", [("64K", 64), ("512K", 512), ("1M", 1024), ("65536", 64)])
+@pytest.mark.parametrize("value,kib", [("64K", 64), ("512K", 512), ("1M", 1024), ("512", 512), (64, 64)])
 def test_chunk(value, kib):
     assert md.chunk_kib(value) == kib
 
 
-@pytest.mark.parametrize("value", ["3K", "100K", "1000", "big"])
+@pytest.mark.parametrize("value", ["3K", "100K", "1000", "2", "big"])
 def test_chunk_refuses(value):
     with pytest.raises(Refusal):
         md.chunk_kib(value)
@@ -344,22 +343,42 @@ def test_wait_idle_polls_sysfs(tmp_path):
         md.wait_idle("md9", 0.3, sysfs=str(tmp_path), poll=0.05)
 
 
-def test_readd_falls_back_to_zero_and_add(fake_tools):
-    log = fake_tools({"mdadm": ""})
-    calls = []
+def _sysfs(tmp_path, monkeypatch, degraded):
+    md_dir = tmp_path / "md127" / "md"
+    md_dir.mkdir(parents=True)
+    (md_dir / "degraded").write_text("%d\n" % degraded)
+    (md_dir / "raid_disks").write_text("3\n")
+    monkeypatch.setattr(md, "SYSFS_BLOCK", str(tmp_path))
 
-    class R(Runner):
-        def run(self, argv, changes=False, check=True, **kw):
-            calls.append(argv)
-            rc = 1 if "--re-add" in argv else 0
-            from ansible_collections.blindvault.storage.plugins.module_utils.runner import Result
-            return Result(argv, rc, "", "mdadm: --re-add for /dev/loop1 to /dev/md/r5 is not possible")
-    how = md._readd(R(), "/dev/md/r5", "/dev/loop1")
+
+class RefusingReadd(Runner):
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def run(self, argv, changes=False, check=True, **kw):
+        from ansible_collections.blindvault.storage.plugins.module_utils.runner import Result
+        self.calls.append(argv)
+        rc = 1 if "--re-add" in argv else 0
+        return Result(argv, rc, "", "mdadm: --re-add for /dev/loop1 to /dev/md/r5 is not possible")
+
+
+def test_readd_falls_back_to_zero_and_add(tmp_path, monkeypatch):
+    _sysfs(tmp_path, monkeypatch, degraded=1)
+    runner = RefusingReadd()
+    how = md._readd(runner, "/dev/md/r5", "/dev/loop1", "md127", 5)
     assert "full rebuild" in how and "not possible" in how
-    assert calls == [["mdadm", "--manage", "/dev/md/r5", "--re-add", "/dev/loop1"],
-                     ["mdadm", "--zero-superblock", "/dev/loop1"],
-                     ["mdadm", "--manage", "/dev/md/r5", "--add", "/dev/loop1"]]
-    assert os.path.exists(str(log))
+    assert runner.calls == [["mdadm", "--manage", "/dev/md/r5", "--re-add", "/dev/loop1"],
+                            ["mdadm", "--zero-superblock", "/dev/loop1"],
+                            ["mdadm", "--manage", "/dev/md/r5", "--add", "/dev/loop1"]]
+
+
+def test_readd_never_zeroes_a_member_of_an_array_that_lost_too_many(tmp_path, monkeypatch):
+    _sysfs(tmp_path, monkeypatch, degraded=2)  # RAID5 without two members: its data is gone
+    runner = RefusingReadd()                   # until they are assembled back with --force
+    with pytest.raises(Refusal, match="not zeroing its superblock"):
+        md._readd(runner, "/dev/md/r5", "/dev/loop1", "md127", 5)
+    assert runner.calls == [["mdadm", "--manage", "/dev/md/r5", "--re-add", "/dev/loop1"]]
 
 
 def test_recorded_detail_and_member_probe_agree(fixture_text):
