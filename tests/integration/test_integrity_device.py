@@ -80,7 +80,12 @@ def test_members_in_one_call_then_closed_reopened_and_erased(module, disks, exec
     wrong = module("integrity_device", {"device": devs[0], "name": "bvm0",
                                         "algorithm": "crc32"})
     assert wrong["changed"] and "first sector" in str(wrong["warnings"])
-    module("integrity_device", {"device": devs[0], "state": "closed", "algorithm": "crc32"})
+    # a device whose every read fails is not blank, though blkid finds nothing on it either
+    stacked = module("integrity_device", {"device": "/dev/mapper/bvm0", "name": "bvstack"})
+    assert stacked.failed and "cannot be read" in stacked["msg"], stacked.get("msg")
+    # closing needs neither the algorithm nor the name it was opened with
+    shut = module("integrity_device", {"device": devs[0], "state": "closed"})
+    assert not shut.failed and shut["changed"], shut.get("msg")
 
     refused = module("integrity_device", {"device": devs[1], "state": "absent"})
     assert refused.failed and "force: true" in refused["msg"]
@@ -147,3 +152,21 @@ def test_bad_input_is_refused_before_anything_changes(module, disks, tmp_path):
     assert res.failed and "refusing to reformat" in res["msg"]
     res = module("integrity_device", {"device": used, "name": "other"})
     assert res.failed and "already open as bvy" in res["msg"]
+
+
+def test_force_erases_old_signatures_so_the_next_run_needs_none(module, disks):
+    dev, other = disks(2)
+    # an md 1.0 superblock sits at the END of the device, where integritysetup never writes
+    sh("mdadm", "--create", "/dev/md/bvold", "--run", "--assume-clean", "--metadata=1.0",
+       "--level=1", "--raid-devices=2", dev, other)
+    sh("mdadm", "--stop", "/dev/md/bvold")
+    assert blkid_type(dev) == "linux_raid_member"
+    res = module("integrity_device", {"device": dev, "name": "bvold", "wipe": "none"})
+    assert res.failed and "linux_raid_member" in res["msg"]
+    res = module("integrity_device", {"device": dev, "name": "bvold", "wipe": "none",
+                                      "force": True})
+    assert not res.failed, res.get("msg")
+    assert [a["action"] for a in res["actions"]] == ["wipe-signatures", "format", "open"]
+    assert blkid_type(dev) == "DM_integrity"
+    again = module("integrity_device", {"device": dev, "name": "bvold"})
+    assert not again.failed and not again["changed"], again.get("msg")

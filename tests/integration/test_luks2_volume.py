@@ -127,13 +127,14 @@ def test_lifecycle_integrity_no_wipe(module, loopdev, exec_log, tmp_path):
     assert "cipher is aes-xts-plain64" in wrong["msg"] and "never reformats" in wrong["msg"]
     assert len([c for c in exec_log("cryptsetup") if "luksFormat" in c]) == formats
 
-    # one run: the label changed in place, two keys added, a 0600 header backup written
+    # one run: the label changed in place (blkid escapes the space and the $: the second run
+    # must still see it unchanged), two keys added, a 0600 header backup written
     hdr = str(tmp_path / "vault.luks-header")
-    more = dict(base, label="renamed", add_keys=[k2, k3], header_backup=hdr)
+    more = dict(base, label="re named $x", add_keys=[k2, k3], header_backup=hdr)
     r = module("luks2_volume", more, diff=True)
     assert not r.failed, r
     assert [a["action"] for a in r["actions"]] == ["set-label", "add-key", "add-key", "header-backup"]
-    assert r["label"] == "renamed" and r["keyslots"] == 3
+    assert r["label"] == "re named $x" and r["keyslots"] == 3
     assert r["diff"]["before"]["label"] == "bvdata" and r["diff"]["before"]["keyslots"] == 1
     assert stat.S_IMODE(os.stat(hdr).st_mode) == 0o600 and os.path.getsize(hdr) > 16384
     again = module("luks2_volume", more)
