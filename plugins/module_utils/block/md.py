@@ -444,6 +444,14 @@ def plan_array(spec, runner):
         return _plan_down(mp, arr)
 
     # present / assembled: the array must run.
+    if arr is not None and arr.sysfs.get("array_state") == "inactive":
+        # assembled incompletely (udev's incremental assembly with a member missing): its
+        # detail says "raid0, 0 devices", so nothing below would be true of it
+        raise Refusal(
+            "md array %s is inactive with %s (assembled incompletely, e.g. by udev with a member "
+            "missing). Start it degraded with mdadm --run %s if enough members are there, or "
+            "stop it (state: stopped) and assemble it with all its members"
+            % (path, ", ".join(m.device for m in arr.members) or "no members", path))
     if arr is None:
         if not spec.devices:
             raise Refusal("md array %s is not running; list its members in devices to %s it"

@@ -397,3 +397,13 @@ def test_recorded_detail_calls_a_faulty_member_spare(fixture_text):
     just marked faulty."""
     detail = parse_export(fixture_text("mdadm-detail-export-faulty.txt"))
     assert detail["MD_DEVICE_dev_loop1_ROLE"] == "spare"
+
+
+def test_an_inactive_array_is_named_not_mistaken_for_raid0(monkeypatch):
+    arr = md.Array("/dev/md/r5", "md127", {"MD_LEVEL": "raid0", "MD_DEVICES": "0"},
+                   {"array_state": "inactive"})
+    arr.members = [md.Member("loop1", "/dev/loop1", None, "", 0)]
+    monkeypatch.setattr(md, "read_array", lambda runner, path: arr)
+    spec = md.MdSpec(name="r5", state="present")
+    with pytest.raises(Refusal, match="inactive with /dev/loop1"):
+        md.plan_array(spec, None)
