@@ -178,6 +178,20 @@ def mappings_of(luks_uuid, mappings):
     return sorted(name for name, (_k, uuid) in mappings.items() if uuid.startswith(prefix))
 
 
+def _stacked_on(kname, below, sysfs, depth=0):
+    """Whether kernel device ``kname`` sits on ``below``, directly or through other mappings
+    (a LUKS2-integrity mapping sits on its ``_dif`` mapping, which sits on the device)."""
+    if kname == below:
+        return True
+    if depth > 8:
+        return False
+    try:
+        slaves = os.listdir(os.path.join(sysfs, kname, "slaves"))
+    except OSError:
+        return False
+    return any(_stacked_on(slave, below, sysfs, depth + 1) for slave in slaves)
+
+
 def discards_enabled(runner, name):
     """Whether the open mapping passes discards (``cryptsetup status``: ``flags: discards``)."""
     res = runner.run(["cryptsetup", "status", name], check=False)
@@ -201,15 +215,21 @@ class State:
     def is_luks2(self):
         return self.luks is not None
 
+    sysfs: str = SYSFS_BLOCK
+
     @property
     def opened_as(self):
-        return mappings_of(self.uuid, self.mappings)
+        """Mappings of this volume's UUID that sit on this very device (a cloned disk or an
+        image on a loop device carries the same UUID: its mappings are not ours)."""
+        below = blockdev.kernel_name(self.device)
+        return [name for name in mappings_of(self.uuid, self.mappings)
+                if _stacked_on(self.mappings[name][0], below, self.sysfs)]
 
 
 def read_state(runner, dev, sysfs=SYSFS_BLOCK):
     found = blockdev.probe(runner, dev)
     st = State(device=dev, probe=found, mappings=dm_mappings(sysfs),
-               holders=blockdev.holders(dev, sysfs))
+               holders=blockdev.holders(dev, sysfs), sysfs=sysfs)
     if found.type == "crypto_LUKS":
         version = found.fields.get("VERSION", "2")
         if version != "2":

@@ -1,6 +1,7 @@
 import json
 import os
 import stat
+import tempfile
 
 import pytest
 
@@ -57,11 +58,19 @@ def blkid(fixture_text):
     return device.Probe(DEV, device.parse_export(fixture_text("luks/blkid-luks.export")))
 
 
-def luks_state(info, probe, opened=()):
+def luks_state(info, probe, opened=(), elsewhere=()):
+    """The volume on DEV, its mappings in ``opened`` stacked on DEV in a fake sysfs; those in
+    ``elsewhere`` carry the same LUKS UUID but sit on another device (a cloned disk)."""
     uuid = probe.fields["UUID"]
     info = luks.with_probe(info, probe)
-    maps = {name: ("dm-%d" % i, luks.dm_uuid_prefix(uuid) + name) for i, name in enumerate(opened)}
-    return State(device=DEV, probe=probe, luks=info, uuid=uuid, mappings=maps)
+    sysfs = tempfile.mkdtemp(prefix="bv-sysfs-")
+    maps = {}
+    for i, name in enumerate(list(opened) + list(elsewhere)):
+        kname = "dm-%d" % i
+        maps[name] = (kname, luks.dm_uuid_prefix(uuid) + name)
+        below = os.path.basename(DEV) if name in opened else "loop9"
+        os.makedirs(os.path.join(sysfs, kname, "slaves", below))
+    return State(device=DEV, probe=probe, luks=info, uuid=uuid, mappings=maps, sysfs=sysfs)
 
 
 def blank_state():
@@ -447,3 +456,10 @@ def test_take_header_backup_writes_0600_atomically(tmp_path):
     luks.take_header_backup(R(), DEV, str(dest))
     assert dest.read_bytes() == b"HDR" and stat.S_IMODE(dest.stat().st_mode) == 0o600
     assert os.listdir(tmp_path) == ["hdr"]
+
+
+def test_a_clone_with_the_same_uuid_on_another_device_is_not_ours(dump, blkid):
+    st = luks_state(dump, blkid, elsewhere=["clone"])
+    assert st.opened_as == []
+    lp = plan_volume(FakeRunner(), spec(integrity="hmac-sha256", state="closed"), st)
+    assert actions(lp) == []  # the clone's mapping is left alone
