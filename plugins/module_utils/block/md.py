@@ -606,6 +606,14 @@ def _plan_down(mp, arr):
             raise Refusal("%s is in use by %s; unmap or stop those first" % (path, ", ".join(held)))
         plan.add("stop", path, "state %s" % spec.state, ["mdadm", "--stop", path])
         members = [m.device for m in arr.members]
+        if spec.state == "absent" and spec.devices:
+            # listed devices md already dropped still carry the array's superblock: zero them
+            # too, or the array could come back from them
+            current = {os.path.realpath(m) for m in members}
+            rest = [d for d in spec.real_devices + spec.real_spares
+                    if d not in current and not blockdev.holders(d)]
+            mp.probes = probe_members(mp.runner, rest)
+            members += [d for d in rest if _ours(mp.probes[d], spec.name)]
         mp.after = _view("stopped", devices=[m.device for m in arr.members if not m.spare])
     else:
         members = [d for d, f in mp.probes.items() if _ours(f, spec.name)]
