@@ -91,8 +91,9 @@ options:
       - How the tags are initialised when formatting.
       - V(full) C(integritysetup) writes the whole device (slowest).
       - V(zero) C(--no-wipe), then the module opens the mapping without a journal and writes
-        zeros over it with direct I/O (C(dd oflag=direct)); usually faster. RV(wipe_seconds)
-        says how long either took.
+        zeros over it with direct I/O (C(dd oflag=direct)). Which of V(full) and V(zero) is
+        faster depends on the hardware (in the lab they were even; C(make bench) measures
+        both); RV(wipe_seconds) says how long either took.
       - V(none) C(--no-wipe) only. Every sector then reads as an I/O error until it has been
         written once; the module warns. Only for members that are fully written right away
         (md RAID created without O(blindvault.storage.md_array#module:assume_clean), which
