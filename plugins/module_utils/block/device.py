@@ -137,13 +137,18 @@ def size_bytes(device, sysfs=SYSFS_BLOCK):
         return int(f.read()) * 512
 
 
-def dm_name(kname, sysfs=SYSFS_BLOCK):
-    """The device-mapper name of kernel device ``dm-N`` (None when it is not one)."""
+def read_text(path):
+    """A sysfs attribute (or any small file), stripped; None when it cannot be read."""
     try:
-        with open(os.path.join(sysfs, kname, "dm", "name")) as f:
+        with open(path) as f:
             return f.read().strip()
     except OSError:
         return None
+
+
+def dm_name(kname, sysfs=SYSFS_BLOCK):
+    """The device-mapper name of kernel device ``dm-N`` (None when it is not one)."""
+    return read_text(os.path.join(sysfs, kname, "dm", "name"))
 
 
 def refuse_unless_blank(found, force, purpose):

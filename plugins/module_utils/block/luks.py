@@ -146,14 +146,6 @@ def dm_uuid_prefix(luks_uuid):
     return "CRYPT-LUKS2-%s-" % luks_uuid.replace("-", "")
 
 
-def _read_sys(path):
-    try:
-        with open(path) as f:
-            return f.read().strip()
-    except OSError:
-        return None
-
-
 def dm_mappings(sysfs=SYSFS_BLOCK):
     """{dm name: (kernel name, dm uuid)} for every device-mapper device, from sysfs."""
     found = {}
@@ -164,9 +156,9 @@ def dm_mappings(sysfs=SYSFS_BLOCK):
     for kname in names:
         if not kname.startswith("dm-"):
             continue
-        name = _read_sys(os.path.join(sysfs, kname, "dm", "name"))
+        name = blockdev.read_text(os.path.join(sysfs, kname, "dm", "name"))
         if name:
-            found[name] = (kname, _read_sys(os.path.join(sysfs, kname, "dm", "uuid")) or "")
+            found[name] = (kname, blockdev.read_text(os.path.join(sysfs, kname, "dm", "uuid")) or "")
     return found
 
 

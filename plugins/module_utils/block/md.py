@@ -267,20 +267,12 @@ SYSFS_ATTRS = ("array_state", "level", "raid_disks", "chunk_size", "degraded", "
                "mismatch_cnt", "metadata_version", "bitmap/location", "sync_completed")
 
 
-def _read(path):
-    try:
-        with open(path) as f:
-            return f.read().strip()
-    except OSError:
-        return None
-
-
 def read_sysfs(kname, sysfs=SYSFS_BLOCK):
     """The md/ attributes and members of kernel device ``kname`` (no process)."""
     base = os.path.join(sysfs, kname, "md")
     attrs = {}
     for attr in SYSFS_ATTRS:
-        value = _read(os.path.join(base, attr))
+        value = blockdev.read_text(os.path.join(base, attr))
         if value is not None:
             attrs[attr] = value
     members = []
@@ -291,13 +283,13 @@ def read_sysfs(kname, sysfs=SYSFS_BLOCK):
     for entry in entries:
         d = os.path.join(base, entry)
         kn = entry[4:]
-        slot = _read(os.path.join(d, "slot"))
-        errors = _read(os.path.join(d, "errors"))
+        slot = blockdev.read_text(os.path.join(d, "slot"))
+        errors = blockdev.read_text(os.path.join(d, "errors"))
         members.append(Member(
             kname=kn,
             device=_member_path(kn),
             slot=int(slot) if slot and slot.isdigit() else None,
-            state=_read(os.path.join(d, "state")) or "",
+            state=blockdev.read_text(os.path.join(d, "state")) or "",
             errors=int(errors) if errors and errors.isdigit() else None))
     return attrs, members
 
@@ -649,8 +641,8 @@ def wait_idle(kname, timeout, sysfs=SYSFS_BLOCK, also_degraded=False, poll=0.2):
     start = time.monotonic()
     base = os.path.join(sysfs, kname, "md")
     while True:
-        action = _read(os.path.join(base, "sync_action"))
-        degraded = _read(os.path.join(base, "degraded"))
+        action = blockdev.read_text(os.path.join(base, "sync_action"))
+        degraded = blockdev.read_text(os.path.join(base, "degraded"))
         busy = action not in (None, "idle", "frozen")
         if also_degraded and degraded not in (None, "0") and action is not None:
             busy = busy or (time.monotonic() - start) < 5.0
@@ -684,8 +676,8 @@ def _readd(runner, path, dev, kname, level):
     if res.rc == 0:
         return "re-added"
     said = (res.stderr or res.stdout).strip()
-    degraded = _read(os.path.join(SYSFS_BLOCK, kname or "", "md", "degraded")) if kname else None
-    raid_disks = _read(os.path.join(SYSFS_BLOCK, kname or "", "md", "raid_disks")) if kname else None
+    degraded = blockdev.read_text(os.path.join(SYSFS_BLOCK, kname or "", "md", "degraded")) if kname else None
+    raid_disks = blockdev.read_text(os.path.join(SYSFS_BLOCK, kname or "", "md", "raid_disks")) if kname else None
     tolerated = TOLERATED_MISSING.get(level, 0)
     if tolerated is None and raid_disks:
         tolerated = int(raid_disks.split()[0]) - 1
@@ -719,7 +711,7 @@ def apply(runner, mp):
                 with open(os.path.join(SYSFS_BLOCK, kname, "md", "sync_action"), "w") as f:
                     f.write(value)
             except OSError as exc:
-                now = _read(os.path.join(SYSFS_BLOCK, kname, "md", "sync_action"))
+                now = blockdev.read_text(os.path.join(SYSFS_BLOCK, kname, "md", "sync_action"))
                 raise Refusal("%s: md refused %s (%s) while its sync_action is %s; run again "
                               "with wait: true to let that finish first"
                               % (spec.path, value, exc.strerror or exc, now)) from None
