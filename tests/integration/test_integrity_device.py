@@ -135,7 +135,7 @@ def test_bad_input_is_refused_before_anything_changes(module, disks, tmp_path):
     cases = [
         ({"device": used, "name": "bvy", "algorithm": "hmac-sha256"}, "needs key_file"),
         ({"device": used}, "needs name"),
-        ({"device": used, "name": "a/b"}, "not a device-mapper name"),
+        ({"device": used, "name": "a/b"}, "not a valid device-mapper name"),
         ({"device": str(tmp_path / "nope"), "name": "bvy"}, "does not exist"),
         ({"device": str(tmp_path), "name": "bvy"}, "not a block device"),
         ({"device": used, "name": "bvy", "tag_size": 64}, "does not fit"),

@@ -137,6 +137,15 @@ def size_bytes(device, sysfs=SYSFS_BLOCK):
         return int(f.read()) * 512
 
 
+def check_dm_name(name):
+    """A Refusal unless ``name`` can be a device-mapper name (``/dev/mapper/NAME``); None
+    (no name given) passes."""
+    if name is not None and (not name or "/" in name or name in (".", "..")
+                             or len(name) > 127):
+        raise Refusal("name %r is not a valid device-mapper name (1 to 127 characters, no "
+                      "slashes)" % (name,))
+
+
 def read_text(path):
     """A sysfs attribute (or any small file), stripped; None when it cannot be read."""
     try:

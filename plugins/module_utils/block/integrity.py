@@ -185,8 +185,7 @@ class IntegritySpec:
         if tag_size is not None and not 1 <= tag_size <= ALGORITHMS[algorithm][1]:
             raise Refusal("tag_size %r does not fit algorithm %s (1 to %d bytes)"
                           % (tag_size, algorithm, ALGORITHMS[algorithm][1]))
-        if name is not None and (not name or "/" in name or name in (".", "..")):
-            raise Refusal("name %r is not a device-mapper name (no slashes)" % (name,))
+        blockdev.check_dm_name(name)
         if state == "opened" and not name:
             raise Refusal("%s: state opened needs name (the mapping becomes /dev/mapper/NAME)"
                           % device)

@@ -290,8 +290,7 @@ def validate(spec):
         raise Refusal("passphrase and key_file are mutually exclusive")
     if spec.passphrase is not None and spec.passphrase == "":
         raise Refusal("passphrase must not be empty")
-    if spec.name is not None and (not spec.name or "/" in spec.name or spec.name in (".", "..")):
-        raise Refusal("name %r is not a valid mapping name (no slashes)" % spec.name)
+    blockdev.check_dm_name(spec.name)
     if spec.state == "opened" and not spec.name:
         raise Refusal("state opened needs name (the mapping's name under /dev/mapper)")
     if spec.allow_discards and spec.integrity != "none":

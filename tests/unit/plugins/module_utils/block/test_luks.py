@@ -155,7 +155,7 @@ def test_dm_mappings_from_sysfs(tmp_path):
     (dict(pbkdf_iterations=4, iter_time=100), "mutually exclusive"),
     (dict(passphrase="a", key_file="/k"), "mutually exclusive"),
     (dict(state="opened"), "needs name"),
-    (dict(name="a/b"), "not a valid mapping name"),
+    (dict(name="a/b"), "not a valid device-mapper name"),
     (dict(add_keys=["x"], remove_keys=["x"]), "both add_keys and remove_keys"),
     (dict(passphrase="p", remove_keys=["p"]), "unlocks with"),
     (dict(header_backup="rel/h"), "absolute path"),
