@@ -10,34 +10,10 @@ import secrets
 import stat
 import subprocess
 
-import pytest
-
 from helpers import sh
 
 FAST = {"pbkdf": "pbkdf2", "pbkdf_iterations": 1000}
 M = 1 << 20
-
-
-@pytest.fixture
-def loopdev(tmp_path):
-    """A 64 MiB loop device over a file in the VM's /tmp; mappings named bvl-* closed after."""
-    made = []
-
-    def make(size=64 * M):
-        f = tmp_path / ("disk%d.img" % len(made))
-        with open(f, "wb") as fh:
-            fh.truncate(size)
-        dev = sh("losetup", "--find", "--show", str(f)).stdout.strip()
-        made.append(dev)
-        return dev
-
-    yield make
-    for name in sorted(os.listdir("/dev/mapper")):
-        if name.startswith("bvl-") and not name.endswith("_dif"):
-            sh("cryptsetup", "close", name, check=False)
-    sh("udevadm", "settle", check=False)
-    for dev in made:
-        sh("losetup", "--detach", dev, check=False)
 
 
 def blkid_type(dev):
@@ -68,8 +44,8 @@ def warnings_of(r):
     return str(r.get("warnings", []))
 
 
-def test_lifecycle_integrity_no_wipe(module, loopdev, exec_log, tmp_path):
-    dev = loopdev()
+def test_lifecycle_integrity_no_wipe(module, disks, exec_log, tmp_path):
+    dev = disks(1)[0]
     name = "bvl-life"
     mapper = "/dev/mapper/" + name
     p1, k2, k3 = ("pass-" + secrets.token_hex(10) for _i in range(3))
@@ -174,8 +150,8 @@ def test_lifecycle_integrity_no_wipe(module, loopdev, exec_log, tmp_path):
                           capture_output=True, check=False).returncode == 0
 
 
-def test_full_wipe_reads_every_sector(module, loopdev):
-    dev = loopdev(32 * M)  # 16 MiB of header + 16 MiB of data: the wipe is the slow part
+def test_full_wipe_reads_every_sector(module, disks):
+    dev = disks(1, 32 * M)[0]  # 16 MiB of header + 16 MiB of data: the wipe is the slow part
     name = "bvl-full"
     r = module("luks2_volume", dict(device=dev, name=name, state="opened", passphrase="full-wipe-pass",
                                     integrity="hmac-sha256", **FAST))
@@ -185,8 +161,8 @@ def test_full_wipe_reads_every_sector(module, loopdev):
     assert got.returncode == 0 and got.stdout == b"\0" * M
 
 
-def test_refuses_to_format_over_ext4(module, loopdev, exec_log):
-    dev = loopdev()
+def test_refuses_to_format_over_ext4(module, disks, exec_log):
+    dev = disks(1)[0]
     sh("mkfs.ext4", "-q", "-F", dev)
     r = module("luks2_volume", dict(device=dev, passphrase="some-pass", **FAST))
     assert r.failed and "already has" in r["msg"] and "ext4" in r["msg"], r
@@ -200,16 +176,16 @@ def test_refuses_to_format_over_ext4(module, loopdev, exec_log):
     assert "ext4" not in sh("wipefs", dev).stdout
 
 
-def test_allow_discards_with_integrity_refused_before_anything(module, loopdev, exec_log):
-    dev = loopdev()
+def test_allow_discards_with_integrity_refused_before_anything(module, disks, exec_log):
+    dev = disks(1)[0]
     r = module("luks2_volume", dict(device=dev, name="bvl-disc", state="opened", passphrase="p-p-p-p",
                                     integrity="hmac-sha256", allow_discards=True, **FAST))
     assert r.failed and "discards" in r["msg"] and "integrity" in r["msg"], r
     assert exec_log("cryptsetup") == [] and blkid_type(dev) is None
 
 
-def test_plain_volume_key_file_and_discards(module, loopdev, exec_log, tmp_path):
-    dev = loopdev()
+def test_plain_volume_key_file_and_discards(module, disks, exec_log, tmp_path):
+    dev = disks(1)[0]
     key = tmp_path / "plain.key"
     secret = secrets.token_hex(32)
     key.write_text(secret)
