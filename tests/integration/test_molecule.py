@@ -71,6 +71,9 @@ def test_molecule_scenario(scenario):
     os.makedirs(log_dir, exist_ok=True)
     log_path = os.path.join(log_dir, "molecule-%s.log" % scenario)
     before = _state()
+    # The scenario's scratch directory for loop files, keys and fixtures (saves every scenario
+    # a task; a scenario run by hand needs it too: mkdir -p /tmp/molecule/NAME).
+    os.makedirs("/tmp/molecule/" + scenario, exist_ok=True)
     env = dict(os.environ, MOLECULE_NO_LOG="false", PY_COLORS="0", ANSIBLE_FORCE_COLOR="0")
     try:
         with open(log_path, "w") as log:
