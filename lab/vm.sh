@@ -29,6 +29,7 @@ BV_WORK=$(printf %q "$BV_WORK")
 BV_VENV=$(printf %q "$BV_VENV")
 BV_STDLIB=$(printf %q "$stdlib")
 BV_RUN=$(printf %q "$run")
+BV_FULL=$(printf %q "${BV_FULL:-}")
 ENV
 
 mem=${BV_LAB_MEMORY:-3G}
