@@ -18,14 +18,25 @@ from helpers import sh
 from ansible_collections.blindvault.storage.tests.run_module import run_module
 
 IN_LAB = os.environ.get("BV_IN_LAB") == "1"
+FULL = os.environ.get("BV_FULL") == "1"
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "full: part of the full matrix only (make test-full, BV_FULL=1): "
+                                       "a case another test already covers in make test")
 
 
 def pytest_collection_modifyitems(config, items):
-    if IN_LAB:
+    if not IN_LAB:
+        skip = pytest.mark.skip(reason="integration tests run inside the lab VM: make lab CMD='pytest tests/integration'")
+        for item in items:
+            item.add_marker(skip)
         return
-    skip = pytest.mark.skip(reason="integration tests run inside the lab VM: make lab CMD='pytest tests/integration'")
-    for item in items:
-        item.add_marker(skip)
+    if not FULL:
+        skip_full = pytest.mark.skip(reason="full matrix only: make test-full")
+        for item in items:
+            if item.get_closest_marker("full"):
+                item.add_marker(skip_full)
 
 
 @pytest.fixture

@@ -192,6 +192,7 @@ def test_absent_keeps_the_file_of_a_busy_device(module, scratch):
     assert not os.path.exists(f)
 
 
+@pytest.mark.full  # every Molecule scenario proves the same through ansible-playbook
 def test_playbook_uses_the_collection_by_name(tmp_path):
     """The public interface: ansible-playbook with blindvault.storage.loop_device, check mode
     first, then apply, then idempotence, in one playbook run."""

@@ -1,16 +1,21 @@
 """Every role's Molecule scenario, inside the lab VM, in the suite's one VM boot.
 
+All selected scenarios run in ONE `molecule test` (Molecule's own start-up costs ~35 s in the
+VM), two at a time (BV_MOLECULE_WORKERS); each scenario is one test here, judged by Molecule's
+SCENARIO RECAP. Scenarios therefore use names (pools, dm, md, files) of their own.
+
 Scenarios live in ``extensions/molecule/<name>/`` (Molecule's collection layout, shared
 settings in ``extensions/molecule/config.yml``). Each runs its own test sequence (converge,
 idempotence, verify; negative scenarios their own) through the real ``molecule`` command
 against localhost. A scenario whose molecule.yml has the line ``# blindvault: full-only``
 runs only under ``make test-full`` (BV_FULL=1).
 
-After each scenario everything it left in the kernel (pools, md arrays, dm mappings, loop
-devices) is taken down, top first, so scenarios cannot see each other's state.
+Afterwards everything the scenarios left in the kernel (pools, md arrays, dm mappings, loop
+devices) is taken down, top first, before the rest of the suite goes on.
 """
 
 import os
+import re
 import subprocess
 
 import pytest
@@ -20,7 +25,7 @@ from helpers import sh
 TOP = os.environ.get("BV_TOP", os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 ROOT = os.path.join(TOP, "extensions", "molecule")
 FULL = os.environ.get("BV_FULL") == "1"
-TIMEOUT = int(os.environ.get("BV_MOLECULE_TIMEOUT", "1200"))
+TIMEOUT = int(os.environ.get("BV_MOLECULE_TIMEOUT", "2400"))
 
 
 def _scenarios():
@@ -65,25 +70,59 @@ def _teardown_new(before):
         sh("losetup", "--detach", loop, check=False)
 
 
-@pytest.mark.parametrize("scenario", _scenarios())
-def test_molecule_scenario(scenario):
+def _recap(text):
+    """Per scenario, the counts of Molecule's SCENARIO RECAP (actions, successful, failed...)."""
+    found = {}
+    for m in re.finditer(r"^(\S+)\s+:\s+((?:\w+=\d+\s*)+)$", text.split("SCENARIO RECAP")[-1], re.M):
+        found[m.group(1)] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m.group(2))}
+    return found
+
+
+@pytest.fixture(scope="session")
+def molecule_results(request):
+    """One `molecule test` for every selected scenario (Molecule starts once: ~35 s in the VM),
+    BV_MOLECULE_WORKERS at a time (default 2, the VM's CPUs); then everything they left is
+    taken down. Returns (recap per scenario, log path, log text)."""
+    names = []
+    for item in request.session.items:
+        if getattr(item, "originalname", "") == "test_molecule_scenario" and not item.get_closest_marker("skip"):
+            names.append(item.callspec.params["scenario"])
     log_dir = os.path.join(TOP, "tests", "output")
     os.makedirs(log_dir, exist_ok=True)
-    log_path = os.path.join(log_dir, "molecule-%s.log" % scenario)
+    log_path = os.path.join(log_dir, "molecule.log")
     before = _state()
-    # The scenario's scratch directory for loop files, keys and fixtures (saves every scenario
-    # a task; a scenario run by hand needs it too: mkdir -p /tmp/molecule/NAME).
-    os.makedirs("/tmp/molecule/" + scenario, exist_ok=True)
-    env = dict(os.environ, MOLECULE_NO_LOG="false", PY_COLORS="0", ANSIBLE_FORCE_COLOR="0")
+    argv = ["molecule", "test", "--continue-on-failure", "--report"]
+    workers = int(os.environ.get("BV_MOLECULE_WORKERS", "2"))
+    if workers > 1 and len(names) > 1:
+        argv += ["--workers", str(workers)]
+    for name in names:
+        # The scenario's scratch directory for loop files, keys and fixtures (saves every
+        # scenario a task; a scenario run by hand needs it too: mkdir -p /tmp/molecule/NAME).
+        os.makedirs("/tmp/molecule/" + name, exist_ok=True)
+        argv += ["-s", name]
+    env = dict(os.environ, PY_COLORS="0", ANSIBLE_FORCE_COLOR="0", NO_COLOR="1")
     try:
         with open(log_path, "w") as log:
-            proc = subprocess.run(["molecule", "test", "-s", scenario], cwd=TOP, env=env,
-                                  stdout=log, stderr=subprocess.STDOUT, timeout=TIMEOUT,
-                                  check=False)
-    finally:
-        _teardown_new(before)
-        sh("rm", "-rf", "/tmp/molecule/" + scenario, check=False)
+            subprocess.run(argv, cwd=TOP, env=env, stdout=log, stderr=subprocess.STDOUT,
+                           timeout=TIMEOUT, check=False)
+    except subprocess.TimeoutExpired:
+        with open(log_path, "a") as log:
+            log.write("\nblindvault: molecule killed after %d s\n" % TIMEOUT)
     with open(log_path) as f:
-        tail = f.read()[-6000:]
-    assert proc.returncode == 0, "molecule test -s %s failed (rc=%s); log %s ends:\n%s" % (
-        scenario, proc.returncode, log_path, tail)
+        text = f.read()
+    yield _recap(text), log_path, text
+    _teardown_new(before)
+    for name in names:
+        sh("rm", "-rf", "/tmp/molecule/" + name, check=False)
+
+
+@pytest.mark.parametrize("scenario", _scenarios())
+def test_molecule_scenario(scenario, molecule_results):
+    recap, log_path, text = molecule_results
+    got = recap.get(scenario)
+    ok = got is not None and got.get("failed", 1) == 0 and got.get("successful", 0) > 0
+    if not ok:
+        marker = "Failed: %s" % scenario
+        at = text.find(marker)
+        excerpt = text[at:at + 8000] if at >= 0 else text[-8000:]
+        pytest.fail("molecule scenario %s: %s (log %s):\n%s" % (scenario, got or "no result", log_path, excerpt))
