@@ -8,7 +8,7 @@ LAB := lab
 
 help:
 	@echo "make test           install, unit, sanity, build, then the integration suite in the lab VM"
-	@echo "make demo           install, then run playbooks/demo.yml inside the lab VM"
+	@echo "make demo           install, then the sneakernet demo (playbooks/demo.yml) inside the lab VM"
 	@echo "make lab CMD='...'  run CMD inside the lab VM (from the repository root), exit with its status"
 	@echo "make test-full      make test plus the full matrix (every Molecule scenario, the slow cases)"
 	@echo "make unit|sanity|build|integration   one phase of make test"
@@ -38,7 +38,7 @@ lab:
 	@$(LAB)/vm.sh "$$BV_LAB_CMD"
 
 demo:
-	@$(LAB)/vm.sh 'ansible-playbook -i localhost, -c local playbooks/demo.yml'
+	@$(LAB)/vm.sh 'time ansible-playbook -i playbooks/demo/inventory.yml playbooks/demo.yml'
 
 fixtures:
 	@$(LAB)/vm.sh 'bash lab/record-fixtures.sh tests/unit/fixtures'

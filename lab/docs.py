@@ -1,12 +1,11 @@
-#!/usr/bin/env python3
 """Generate docs/modules/*.md and docs/roles/*.md from the collection's own documentation.
 
 Modules: DOCUMENTATION, EXAMPLES and RETURN (doc fragments merged, as `ansible-doc` shows them).
 Roles: meta/argument_specs.yml (every entry point's variables) plus a link to the role's guide.
 One `ansible-doc --json` process per plugin type reads everything.
 
-  lab/docs.py          write the files
-  lab/docs.py --check  exit 1 if any generated file is missing or out of date (unit tests run it)
+  python3 lab/docs.py          write the files (make docs)
+  python3 lab/docs.py --check  exit 1 if any generated file is missing or out of date (unit tests run it)
 """
 
 import json
@@ -74,9 +73,9 @@ def _return_rows(values, prefix=""):
     rows = []
     for name in sorted(values or {}):
         val = values[name]
-        rows.append("| `%s%s` | %s | %s | %s |" % (prefix, name, val.get("type", ""),
-                                                    cell(val.get("returned", "")),
-                                                    cell(val.get("description", ""))))
+        rows.append("| `%s%s` | %s | %s | %s |" % (
+            prefix, name, val.get("type", ""), cell(val.get("returned", "")),
+            cell(val.get("description", ""))))
         if isinstance(val.get("contains"), dict):
             rows.extend(_return_rows(val["contains"], prefix + name + "."))
     return rows
@@ -94,8 +93,8 @@ def module_page(name, data):
     if attrs:
         out += ["", "## Attributes\n", "| attribute | support | |", "|---|---|---|"]
         for key in sorted(attrs):
-            out.append("| %s | %s | %s |" % (key, attrs[key].get("support", ""),
-                                              cell(attrs[key].get("details", ""))))
+            details = cell(attrs[key].get("details", ""))
+            out.append("| %s | %s | %s |" % (key, attrs[key].get("support", ""), details))
     if doc.get("notes"):
         out += ["", "## Notes\n"] + ["- " + cell(n) for n in doc["notes"]]
     if doc.get("seealso"):
