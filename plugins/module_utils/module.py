@@ -69,7 +69,10 @@ def list_form_module(item_spec, list_key, key):
     """
     argument_spec = dict(item_spec)
     argument_spec[key] = {k: v for k, v in item_spec[key].items() if k != "required"}
-    argument_spec[list_key] = dict(type="list", elements="dict", options=item_options(item_spec))
+    # The list itself is no secret (its items' secret options are no_log on their own); saying
+    # so keeps the no-log heuristic quiet for list names like ``keys``.
+    argument_spec[list_key] = dict(type="list", elements="dict", options=item_options(item_spec),
+                                   no_log=False)
     module = AnsibleModule(
         argument_spec=argument_spec,
         required_one_of=[(key, list_key)],

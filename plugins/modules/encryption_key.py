@@ -27,9 +27,10 @@ extends_documentation_fragment:
   - blindvault.storage.attributes.PLATFORM
 options:
   path:
-    description: Where the key file goes. Its directory must exist.
+    description:
+      - Where the key file goes. Its directory must exist. Required unless O(keys) is given;
+        mutually exclusive with it.
     type: path
-    required: true
   format:
     description:
       - V(hex) 2 x O(length) hexadecimal characters (ZFS C(keyformat=hex) with the default length).
@@ -58,6 +59,35 @@ options:
         it was escrowed or re-keyed first.
     type: bool
     default: false
+  keys:
+    description:
+      - Converge many key files in one call, for example one per encryption root.
+      - Each item takes the top-level options; those given at the top level are the defaults
+        for every item (O(escrow_path) is per item).
+      - Every item is validated and planned before any file is written.
+    type: list
+    elements: dict
+    suboptions:
+      path:
+        description: See O(path). Required in every item.
+        type: path
+      format:
+        description: See O(format).
+        type: str
+        choices: [hex, raw, passphrase]
+      length:
+        description: See O(length).
+        type: int
+      escrow_recipients:
+        description: See O(escrow_recipients).
+        type: list
+        elements: str
+      escrow_path:
+        description: See O(escrow_path).
+        type: path
+      force:
+        description: See O(force).
+        type: bool
 requirements:
   - cryptography (Python package) for O(escrow_recipients)
 """
@@ -71,6 +101,15 @@ EXAMPLES = r"""
       - age1lggyhqrw2nlhcxprm67z43rta597azn8gknawjehu9d9dl0jq3yqqvfafg
   register: vault_key
 
+- name: One key per encryption root in one task, all escrowed to the same administrator
+  blindvault.storage.encryption_key:
+    escrow_recipients: [age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p]
+    keys:
+      - path: /etc/blindvault/keys/tank-vault.hex
+      - path: /etc/blindvault/keys/tank-mail.pass
+        format: passphrase
+  register: root_keys
+
 - name: Recover it somewhere else
   ansible.builtin.command: age -d -i admin.identity -o tank-vault.hex tank-vault.hex.age
 """
@@ -78,25 +117,31 @@ EXAMPLES = r"""
 RETURN = r"""
 path:
   description: The key file.
-  returned: always
+  returned: when O(path) is given
   type: str
 format:
   description: The key format.
-  returned: always
+  returned: when O(path) is given
   type: str
 generated:
   description: Whether a new key was (or would be) generated.
-  returned: always
+  returned: when O(path) is given
   type: bool
 escrow_path:
   description: The age-encrypted copy, or null without recipients.
-  returned: always
+  returned: when O(path) is given
   type: str
 escrow_recipients:
   description: The recipients of the escrow copy, sorted.
-  returned: always
+  returned: when O(path) is given
   type: list
   elements: str
+keys:
+  description: With O(keys), one result per item, in order, each with RV(path), RV(format),
+    RV(generated), RV(escrow_path), RV(escrow_recipients), RV(actions) and C(changed).
+  returned: when O(keys) is given
+  type: list
+  elements: dict
 actions:
   description: What was (or would be) done.
   returned: always
@@ -104,32 +149,38 @@ actions:
   elements: dict
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.blindvault.storage.plugins.module_utils.keys.material import (
     FORMATS,
-    converge,
+    converge_many,
 )
-from ansible_collections.blindvault.storage.plugins.module_utils.module import backend_errors
+from ansible_collections.blindvault.storage.plugins.module_utils.module import (
+    backend_errors,
+    exit_list_form,
+    list_form_module,
+)
+
+
+ITEM_SPEC = dict(
+    path=dict(type="path", required=True),
+    format=dict(type="str", choices=list(FORMATS), default="hex"),
+    length=dict(type="int", default=32),
+    escrow_recipients=dict(type="list", elements="str", default=[]),
+    escrow_path=dict(type="path"),
+    force=dict(type="bool", default=False),
+)
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            path=dict(type="path", required=True),
-            format=dict(type="str", choices=list(FORMATS), default="hex"),
-            length=dict(type="int", default=32),
-            escrow_recipients=dict(type="list", elements="str", default=[]),
-            escrow_path=dict(type="path"),
-            force=dict(type="bool", default=False),
-        ),
-        supports_check_mode=True,
-    )
-    if not 16 <= module.params["length"] <= 4096:
-        module.fail_json(msg="length must be between 16 and 4096 bytes")
+    module, items = list_form_module(ITEM_SPEC, "keys", "path")
+    if module.params["keys"] is not None and module.params["escrow_path"] is not None:
+        module.fail_json(msg="escrow_path is per key: give it in the keys items")
+    for index, item in enumerate(items):
+        if not 16 <= item["length"] <= 4096:
+            where = "keys[%d]: " % index if module.params["keys"] is not None else ""
+            module.fail_json(msg=where + "length must be between 16 and 4096 bytes")
     with backend_errors(module):
-        result = converge(module.params, module.check_mode)
-    module.exit_json(**result)
+        results = converge_many(items, module.check_mode)
+    exit_list_form(module, results, "keys", "path", flat_single=True)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import string
 import tempfile
 
 from ansible_collections.blindvault.storage.plugins.module_utils.keys import age
-from ansible_collections.blindvault.storage.plugins.module_utils.plan import Plan, Refusal
+from ansible_collections.blindvault.storage.plugins.module_utils.plan import Plan, Refusal, refuse_duplicates
 
 FORMATS = ("hex", "raw", "passphrase")
 
@@ -139,3 +139,18 @@ def converge(spec, check_mode):
         "actions": plan.as_list(),
         "diff": {"before": before, "after": after},
     }
+
+
+def converge_many(specs, check_mode):
+    """Every key of a list form: all planned (and refused, if any is wrong) before any file
+    is written, then applied in order."""
+    paths = [os.path.normpath(s["path"]) for s in specs]
+    refuse_duplicates(paths, "key file")
+    escrows = [os.path.normpath(s["escrow_path"] or s["path"] + ".age") for s in specs
+               if s.get("escrow_recipients")]
+    refuse_duplicates(escrows + [p for p in paths if p in escrows], "escrow or key file")
+    planned = [converge(spec, True) for spec in specs]
+    if check_mode:
+        return planned
+    return [converge(spec, False) if plan["changed"] else plan
+            for spec, plan in zip(specs, planned)]

@@ -48,7 +48,8 @@ def test_check_mode_writes_nothing(tmp_path):
     r = run_module("encryption_key", {"path": str(path)}, check=True, diff=True)
     assert r["changed"] and not path.exists()
     assert r["diff"] == {"before": {"exists": False, "escrow_recipients": None},
-                         "after": {"exists": True, "escrow_recipients": None}}
+                         "after": {"exists": True, "escrow_recipients": None},
+                         "before_header": str(path), "after_header": str(path)}
 
 
 def test_existing_foreign_file_is_kept_unless_forced(tmp_path):
@@ -118,3 +119,37 @@ def test_recipient_parsing_catches_typos(identity):
     typo = recipient[:-1] + ("q" if recipient[-1] != "q" else "p")
     with pytest.raises(age.RecipientError, match="checksum"):
         age.parse_recipient(typo)
+
+
+def test_list_form_one_call_many_keys_idempotent(tmp_path):
+    keys = [{"path": str(tmp_path / "a.hex")},
+            {"path": str(tmp_path / "b.pass"), "format": "passphrase"}]
+    r = run_module("encryption_key", {"keys": keys})
+    assert r["changed"] and [k["generated"] for k in r["keys"]] == [True, True]
+    assert [k["path"] for k in r["keys"]] == [k["path"] for k in keys]
+    assert mode(keys[0]["path"]) == 0o600 and len(open(keys[0]["path"], "rb").read()) == 64
+    assert mode(keys[1]["path"]) == 0o600 and len(open(keys[1]["path"], "rb").read()) == 43
+    again = run_module("encryption_key", {"keys": keys})
+    assert not again["changed"] and not any(k["changed"] for k in again["keys"])
+
+
+def test_list_form_top_level_defaults_and_check_mode(tmp_path):
+    keys = [{"path": str(tmp_path / "a")}, {"path": str(tmp_path / "b"), "format": "hex"}]
+    r = run_module("encryption_key", {"keys": keys, "format": "raw"}, check=True, diff=True)
+    assert r["changed"] and [k["format"] for k in r["keys"]] == ["raw", "hex"]
+    assert not os.path.exists(keys[0]["path"]) and len(r["diff"]) == 2
+
+
+@pytest.mark.parametrize("keys,extra,message", [
+    ([{"path": "A"}, {"path": "A"}], {}, "declared more than once"),
+    ([{"path": "A"}, {"path": "/nonexistent-dir/k"}], {}, "does not exist"),
+    ([{"path": "A"}, {"path": "B", "length": 8}], {}, "keys[1]: length must be"),
+    ([{"path": "A"}], {"escrow_path": "/tmp/x.age"}, "escrow_path is per key"),
+    ([{"format": "hex"}], {}, "keys[0]"),
+])
+def test_list_form_refuses_before_writing_anything(tmp_path, keys, extra, message):
+    keys = [dict(k, path=str(tmp_path / k["path"])) if "path" in k and not k["path"].startswith("/")
+            else k for k in keys]
+    r = run_module("encryption_key", dict(extra, keys=keys))
+    assert r.failed and message in r["msg"], r
+    assert os.listdir(tmp_path) == []
