@@ -1,13 +1,6 @@
-"""The sneakernet role's controller-side filters (roles/sneakernet/filter_plugins)."""
+"""The sneakernet role's controller-side filters (plugins/filter/sneakernet.py)."""
 
-import importlib.util
-import os
-
-TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-_spec = importlib.util.spec_from_file_location(
-    "sneakernet_filters", os.path.join(TOP, "roles", "sneakernet", "filter_plugins", "sneakernet.py"))
-sn = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(sn)
+from ansible_collections.blindvault.storage.plugins.filter import sneakernet as sn
 
 
 def _ds(name, root=None, encryption="aes-256-gcm"):
