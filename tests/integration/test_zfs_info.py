@@ -95,6 +95,7 @@ def test_compare_with_finds_structure_and_key_id(module, zfs_lab):
     assert "its own encryption root" in detail and "-R" in detail
 
 
+@pytest.mark.full  # test_zfs_dataset::test_noop_cost_is_constant_in_the_number_of_datasets guards the same in make test
 def test_process_count_is_constant_in_tree_size(module, zfs_lab, exec_log):
     src = zfs_lab["src"]
     sh("zfs", "create", src + "/small")
