@@ -65,7 +65,7 @@ for p in $phases; do
     unit) phase unit 120 do_unit ;;
     sanity) phase sanity 420 do_sanity ;;
     build) phase build 60 do_build ;;
-    integration) phase integration 2400 do_integration ;;
+    integration) phase integration 3000 do_integration ;;
     *) echo "unknown phase $p" >&2; exit 2 ;;
   esac
 done
