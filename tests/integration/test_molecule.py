@@ -10,8 +10,9 @@ idempotence, verify; negative scenarios their own) through the real ``molecule``
 against localhost. A scenario whose molecule.yml has the line ``# blindvault: full-only``
 runs only under ``make test-full`` (BV_FULL=1).
 
-Afterwards everything the scenarios left in the kernel (pools, md arrays, dm mappings, loop
-devices) is taken down, top first, before the rest of the suite goes on.
+At the end of the session everything the scenarios left in the kernel (pools, md arrays, dm
+mappings, loop devices) is taken down, top first (the fixture is session-scoped: later test
+files run beside the scenarios' leftovers, which use names of their own).
 """
 
 import os
