@@ -28,6 +28,8 @@ export ANSIBLE_COLLECTIONS_PATH=$BV_WORK/collections
 export ANSIBLE_PYTHON_INTERPRETER=$BV_VENV/bin/python
 export ANSIBLE_PIPELINING=True ANSIBLE_NOCOLOR=1 ANSIBLE_FORCE_COLOR=0
 export PYTHONPATH=$BV_WORK/collections PYTHONDONTWRITEBYTECODE=1
+# Seconds per task and the slowest tasks of every playbook run (lab-only callback).
+export ANSIBLE_CALLBACK_PLUGINS=$BV_TOP/lab/ansible/callback_plugins ANSIBLE_CALLBACKS_ENABLED=bv_timer
 export BV_IN_LAB=1 BV_TOP BV_WORK BV_VENV BV_FULL
 mkdir -p "$HOME" "$ANSIBLE_LOCAL_TEMP" "$ANSIBLE_REMOTE_TMP"
 

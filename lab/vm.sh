@@ -32,7 +32,7 @@ BV_RUN=$(printf %q "$run")
 BV_FULL=$(printf %q "${BV_FULL:-}")
 ENV
 
-mem=${BV_LAB_MEMORY:-3G}
+mem=${BV_LAB_MEMORY:-4G}  # pytest and the Molecule batch run side by side
 cpus=${BV_LAB_CPUS:-2}
 export PATH="$BV_VENV/bin:$PATH"
 set +e

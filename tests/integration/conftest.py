@@ -13,6 +13,7 @@ import tempfile
 
 import pytest
 
+import molecule_batch
 from helpers import sh
 
 from ansible_collections.blindvault.storage.tests.run_module import run_module
@@ -26,6 +27,7 @@ def pytest_configure(config):
                                        "a case another test already covers in make test")
 
 
+@pytest.hookimpl(trylast=True)  # after -k/-m deselection: the batch starts only what is judged
 def pytest_collection_modifyitems(config, items):
     if not IN_LAB:
         skip = pytest.mark.skip(reason="integration tests run inside the lab VM: make lab CMD='pytest tests/integration'")
@@ -37,6 +39,11 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if item.get_closest_marker("full"):
                 item.add_marker(skip_full)
+    molecule_batch.plan(config, items)
+
+
+def pytest_sessionfinish(session):
+    molecule_batch.finish(session.config)
 
 
 @pytest.fixture
