@@ -2,13 +2,14 @@
 started in the background as soon as pytest has collected (conftest.py), so the scenarios run
 beside the pytest cases in the same VM boot; their tests are ordered last and wait for it.
 
-Why concurrently: pytest keeps about one of the VM's two CPUs busy, a one-worker Molecule run
-the other (an Ansible task is ~7 s of Python start-up and imports under TCG). Scenarios and
-tests use names of their own (pools, dm, md, files), so they do not meet.
+Why concurrently: the VM's work is CPU-bound (an Ansible task is ~7 s of Python start-up and
+imports under TCG) and pytest alone keeps about one of its two CPUs busy; Molecule's two
+workers and pytest share both. Scenarios and tests use names of their own (pools, dm, md,
+files), so they do not meet.
 
-Settings (environment): BV_MOLECULE_WORKERS (default 1: scenarios one after another, beside
-pytest), BV_MOLECULE_TIMEOUT (seconds from the start, default 3000), BV_MOLECULE_SERIAL=1 (run
-the batch only when the scenario tests are reached, alone: the old behaviour, for debugging).
+Settings (environment): BV_MOLECULE_WORKERS (default 2), BV_MOLECULE_TIMEOUT (seconds from the
+start, default 3600), BV_MOLECULE_SERIAL=1 (run the batch only when the scenario tests are
+reached, alone: the old behaviour, for debugging).
 """
 
 import os
@@ -100,8 +101,8 @@ class Batch:
 
     def __init__(self, names):
         self.names = list(names)
-        self.workers = int(os.environ.get("BV_MOLECULE_WORKERS", "1"))
-        self.timeout = int(os.environ.get("BV_MOLECULE_TIMEOUT", "3000"))
+        self.workers = int(os.environ.get("BV_MOLECULE_WORKERS", "2"))
+        self.timeout = int(os.environ.get("BV_MOLECULE_TIMEOUT", "3600"))
         self.proc = None
         self.started = None
         self.before = None
