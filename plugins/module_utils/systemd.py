@@ -25,6 +25,7 @@ import stat
 import tempfile
 from dataclasses import dataclass, replace
 
+from ansible_collections.blindvault.storage.plugins.module_utils.files import write_atomic
 from ansible_collections.blindvault.storage.plugins.module_utils.plan import Plan, Refusal, refuse_duplicates
 from ansible_collections.blindvault.storage.plugins.module_utils.runner import CommandError
 
@@ -151,21 +152,6 @@ def plan_files(files, directories):
     return plan, dir_results, file_results, diffs
 
 
-def _write_atomic(path, data, mode):
-    fd, tmp = tempfile.mkstemp(prefix=".bv-", dir=os.path.dirname(path))
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _verify(runner, paths):
     try:
         runner.run(["systemd-analyze", "verify", "--man=no"] + list(paths))
@@ -185,13 +171,13 @@ def _apply_files(runner, files, directories, file_results, verify):
     units = [f for f in files if f.is_unit]
     for f in files:
         if f.path in todo and not f.is_unit:
-            _write_atomic(f.path, f.content.encode("utf-8"), parse_mode(f.mode, f.path))
+            write_atomic(f.path, f.content.encode("utf-8"), parse_mode(f.mode, f.path))
     if verify and units:
         if any(u.path in todo for u in units):
             stage = tempfile.mkdtemp(prefix="bv-units-")
             try:
                 for u in units:
-                    _write_atomic(os.path.join(stage, os.path.basename(u.path)),
+                    write_atomic(os.path.join(stage, os.path.basename(u.path)),
                                   u.content.encode("utf-8"), 0o644)
                 _verify(runner, [os.path.join(stage, os.path.basename(u.path)) for u in units])
             finally:
@@ -200,7 +186,7 @@ def _apply_files(runner, files, directories, file_results, verify):
             _verify(runner, [u.path for u in units])
     for u in units:
         if u.path in todo:
-            _write_atomic(u.path, u.content.encode("utf-8"), parse_mode(u.mode, u.path))
+            write_atomic(u.path, u.content.encode("utf-8"), parse_mode(u.mode, u.path))
 
 
 def _unit_state(runner, verb, name):

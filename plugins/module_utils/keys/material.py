@@ -15,8 +15,8 @@ from __future__ import annotations
 import os
 import secrets
 import string
-import tempfile
 
+from ansible_collections.blindvault.storage.plugins.module_utils.files import write_atomic
 from ansible_collections.blindvault.storage.plugins.module_utils.keys import age
 from ansible_collections.blindvault.storage.plugins.module_utils.plan import Plan, Refusal, refuse_duplicates
 
@@ -46,28 +46,6 @@ def problem(fmt, length, data):
     if not 8 <= len(text) <= 512 or not text.isprintable():
         return "is not a passphrase of 8 to 512 printable characters"
     return None
-
-
-def write_atomic(path, data, mode=0o600):
-    """Write data to path via a 0600 temporary file in the same directory, fsync, rename."""
-    directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".blindvault-", dir=directory)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.rename(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    dfd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
 
 
 def _read(path):

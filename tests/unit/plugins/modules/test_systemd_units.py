@@ -68,7 +68,7 @@ def test_a_unit_that_does_not_verify_never_replaces_the_installed_one(tmp_path):
     assert bad.failed and "systemd-analyze verify found problems" in bad["msg"]
     assert "/nonexistent/bv-check" in bad["msg"]
     assert (tmp_path / "units" / "bv-check.service").read_text() == installed
-    assert not [p for p in os.listdir(tmp_path / "units") if p.startswith(".bv-")]
+    assert not [p for p in os.listdir(tmp_path / "units") if p.startswith(".blindvault-")]
 
 
 def test_check_mode_plans_and_writes_nothing(tmp_path):
