@@ -36,12 +36,15 @@ SYSTEMD_RUNTIME_DIR = "/run/systemd/system"  # exists exactly when systemd is PI
 
 
 def parse_mode(mode, where):
-    """'0644' / '644' -> 0o644; anything else is a Refusal naming ``where``."""
-    text = str(mode)
-    try:
-        value = int(text, 8)
-    except ValueError:
-        value = -1
+    """'0644' / '644' -> 0o644; an int is taken as the mode bits themselves (YAML reads an
+    unquoted 0644 as the integer 420 == 0o644); anything else is a Refusal naming ``where``."""
+    if isinstance(mode, int) and not isinstance(mode, bool):
+        value = mode
+    else:
+        try:
+            value = int(str(mode), 8)
+        except ValueError:
+            value = -1
     if not 0 <= value <= 0o7777:
         raise Refusal("%s: mode %r is not an octal permission like '0644'" % (where, mode))
     return value
@@ -162,31 +165,52 @@ def _verify(runner, paths):
 
 
 def _apply_files(runner, files, directories, file_results, verify):
-    """Directories, then the files units run, then the units (verified first, staged)."""
+    """Directories, then the files units run, then the units (verified first, staged).
+
+    A unit that does not verify fails the call with nothing of it installed, and the files
+    written before the check (the scripts it would run) are put back as they were."""
     for d in directories:
         mode = parse_mode(d.mode, d.path)
         os.makedirs(d.path, mode=mode, exist_ok=True)
         os.chmod(d.path, mode)
     todo = {r["path"] for r in file_results if r["changed"]}
     units = [f for f in files if f.is_unit]
+    saved = []
     for f in files:
         if f.path in todo and not f.is_unit:
+            saved.append((f.path, _file_state(f)))
             write_atomic(f.path, f.content.encode("utf-8"), parse_mode(f.mode, f.path))
     if verify and units:
-        if any(u.path in todo for u in units):
-            stage = tempfile.mkdtemp(prefix="bv-units-")
-            try:
-                for u in units:
-                    write_atomic(os.path.join(stage, os.path.basename(u.path)),
-                                  u.content.encode("utf-8"), 0o644)
-                _verify(runner, [os.path.join(stage, os.path.basename(u.path)) for u in units])
-            finally:
-                shutil.rmtree(stage, ignore_errors=True)
-        else:
-            _verify(runner, [u.path for u in units])
+        try:
+            if any(u.path in todo for u in units):
+                _verify_staged(runner, units)
+            else:
+                _verify(runner, [u.path for u in units])
+        except Refusal as exc:
+            for path, (content, mode) in reversed(saved):
+                if content is None:
+                    os.unlink(path)
+                else:
+                    write_atomic(path, content, mode)
+            if saved:
+                raise Refusal("%s (put back as they were: %s)"
+                              % (exc, ", ".join(path for path, _state in saved))) from None
+            raise
     for u in units:
         if u.path in todo:
             write_atomic(u.path, u.content.encode("utf-8"), parse_mode(u.mode, u.path))
+
+
+def _verify_staged(runner, units):
+    """Verify the units as they would be, from a private directory (the installed ones stay)."""
+    stage = tempfile.mkdtemp(prefix="bv-units-")
+    try:
+        paths = [os.path.join(stage, os.path.basename(u.path)) for u in units]
+        for u, path in zip(units, paths):
+            write_atomic(path, u.content.encode("utf-8"), 0o644)
+        _verify(runner, paths)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def _unit_state(runner, verb, name):

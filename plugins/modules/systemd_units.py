@@ -53,8 +53,10 @@ options:
             shown in C(--diff) only as its length.
         type: str
       mode:
-        description: Octal permissions as a string.
-        type: str
+        description:
+          - Octal permissions, best quoted (V("0755")). An unquoted C(0755) reaches the module as
+            the number YAML made of it and is taken as those permission bits.
+        type: raw
         default: "0644"
   directories:
     description: Directories to create (with missing parents) and keep at their mode, before any file.
@@ -67,8 +69,8 @@ options:
         type: path
         required: true
       mode:
-        description: Octal permissions as a string.
-        type: str
+        description: Octal permissions, as for O(files[].mode).
+        type: raw
         default: "0755"
   verify:
     description:
@@ -218,12 +220,12 @@ def main():
                 path=dict(type="path", required=True),
                 content=dict(type="str"),
                 secret_content=dict(type="str", no_log=True),
-                mode=dict(type="str", default="0644"),
+                mode=dict(type="raw", default="0644"),
             ), required_one_of=[("content", "secret_content")],
                 mutually_exclusive=[("content", "secret_content")]),
             directories=dict(type="list", elements="dict", default=[], options=dict(
                 path=dict(type="path", required=True),
-                mode=dict(type="str", default="0755"),
+                mode=dict(type="raw", default="0755"),
             )),
             verify=dict(type="bool", default=True),
             enable=dict(type="list", elements="str", default=[]),

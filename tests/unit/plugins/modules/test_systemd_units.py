@@ -71,6 +71,30 @@ def test_a_unit_that_does_not_verify_never_replaces_the_installed_one(tmp_path):
     assert not [p for p in os.listdir(tmp_path / "units") if p.startswith(".blindvault-")]
 
 
+@needs_analyze
+def test_a_failed_check_puts_back_the_scripts_written_before_it(tmp_path):
+    args = unit_args(tmp_path)
+    assert not run_module("systemd_units", args).failed
+    script = tmp_path / "libexec" / "bv-check"
+    # a new script, a new helper and a unit that cannot verify (a command that does not exist)
+    args["files"][0]["content"] = "#!/bin/sh\nexit 1\n"
+    args["files"][1]["content"] = service(script) + "ExecStartPre=/nonexistent/bv-pre\n"
+    args["files"].append({"path": str(tmp_path / "libexec" / "new-helper"), "content": "x"})
+    bad = run_module("systemd_units", args)
+    assert bad.failed and "put back as they were" in bad["msg"], bad
+    assert script.read_text() == "#!/bin/sh\nexit 0\n"
+    assert stat.S_IMODE(script.stat().st_mode) == 0o755
+    assert not (tmp_path / "libexec" / "new-helper").exists()
+
+
+def test_an_unquoted_yaml_mode_is_taken_as_the_permission_bits(tmp_path):
+    f = tmp_path / "script"
+    r = run_module("systemd_units", {"files": [{"path": str(f), "content": "x", "mode": 0o750}],
+                                     "verify": False, "systemd": "never"})
+    assert not r.failed and r["files"][0]["mode"] == "0750", r
+    assert stat.S_IMODE(f.stat().st_mode) == 0o750
+
+
 def test_check_mode_plans_and_writes_nothing(tmp_path):
     r = run_module("systemd_units", unit_args(tmp_path), check=True, diff=True)
     assert not r.failed, r
