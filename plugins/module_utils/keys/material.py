@@ -57,8 +57,10 @@ def _recipients_file(escrow_path):
     return escrow_path + ".recipients"
 
 
-def converge(spec, check_mode):
-    """spec: dict with path, format, length, escrow_recipients, escrow_path, force."""
+def converge(spec, check_mode, real_run=None):
+    """spec: dict with path, format, length, escrow_recipients, escrow_path, force.
+    ``real_run``: this check-mode pass plans a real run (a missing directory is refused);
+    by default only a check-mode run tolerates one."""
     path, fmt, length = spec["path"], spec["format"], spec["length"]
     recipients = sorted(spec.get("escrow_recipients") or [])
     escrow_path = spec.get("escrow_path") or (path + ".age" if recipients else None)
@@ -70,7 +72,10 @@ def converge(spec, check_mode):
     if recipients and not age.HAS_CRYPTOGRAPHY:
         raise Refusal("escrow needs the Python cryptography package on the managed host")
     directory = os.path.dirname(path)
-    if not os.path.isdir(directory):
+    # Check mode plans a key whose directory an earlier task of the same run would create (a
+    # role's `file: state=directory` is only planned too); a real run refuses it.
+    no_directory = not os.path.isdir(directory)
+    if no_directory and (not check_mode if real_run is None else real_run):
         raise Refusal("%s: directory %s does not exist" % (path, directory))
     if os.path.lexists(path) and not os.path.isfile(path):
         raise Refusal("%s exists and is not a regular file" % path)
@@ -84,7 +89,8 @@ def converge(spec, check_mode):
             raise Refusal("%s exists but %s (format %s); it is kept. Set force: true to replace "
                           "it, knowing that whatever it encrypts is lost" % (path, why, fmt))
     if not exists or spec["force"]:
-        plan.add("generate", path, "force: replace the existing key" if exists else "no key yet")
+        plan.add("generate", path, "force: replace the existing key" if exists else
+                 "no key yet" + (" (its directory does not exist yet)" if no_directory else ""))
         key = None  # generated at apply time, never in check mode
     if escrow_path:
         recorded = None
@@ -127,7 +133,7 @@ def converge_many(specs, check_mode):
     escrows = [os.path.normpath(s["escrow_path"] or s["path"] + ".age") for s in specs
                if s.get("escrow_recipients")]
     refuse_duplicates(escrows + [p for p in paths if p in escrows], "escrow or key file")
-    planned = [converge(spec, True) for spec in specs]
+    planned = [converge(spec, True, real_run=not check_mode) for spec in specs]
     if check_mode:
         return planned
     return [converge(spec, False) if plan["changed"] else plan

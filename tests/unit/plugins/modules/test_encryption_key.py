@@ -52,6 +52,17 @@ def test_check_mode_writes_nothing(tmp_path):
                          "before_header": str(path), "after_header": str(path)}
 
 
+def test_check_mode_plans_a_key_whose_directory_an_earlier_task_would_make(tmp_path):
+    # a role's `file: state=directory` before this task is only planned in check mode
+    path = tmp_path / "keys" / "k.hex"
+    r = run_module("encryption_key", {"path": str(path)}, check=True)
+    assert not r.failed and r["changed"], r
+    assert "directory does not exist yet" in r["actions"][0]["reason"]
+    real = run_module("encryption_key", {"path": str(path)})
+    assert real.failed and "does not exist" in real["msg"]
+    assert not (tmp_path / "keys").exists()
+
+
 def test_existing_foreign_file_is_kept_unless_forced(tmp_path):
     path = tmp_path / "k.hex"
     path.write_bytes(b"not a key")
