@@ -8,7 +8,7 @@ workers and pytest share both. Scenarios and tests use names of their own (pools
 files), so they do not meet.
 
 Settings (environment): BV_MOLECULE_WORKERS (default 2), BV_MOLECULE_TIMEOUT (seconds from the
-start, default 3600), BV_MOLECULE_SERIAL=1 (run the batch only when the scenario tests are
+start, default 4800: a guard against a hung scenario, not a budget), BV_MOLECULE_SERIAL=1 (run the batch only when the scenario tests are
 reached, alone: the old behaviour, for debugging).
 """
 
@@ -26,6 +26,9 @@ TOP = os.environ.get("BV_TOP", os.path.dirname(os.path.dirname(os.path.dirname(o
 ROOT = os.path.join(TOP, "extensions", "molecule")
 LOG = os.path.join(TOP, "tests", "output", "molecule.log")
 FULL_ONLY = "# blindvault: full-only"
+# "# blindvault: minutes N": how long the scenario takes alone in the lab VM. The batch starts the
+# longest first, so two workers finish together instead of one running the longest at the end.
+MINUTES = re.compile(r"^# blindvault: minutes (\d+)", re.M)
 TEST_NAME = "test_molecule_scenario"
 
 
@@ -35,7 +38,7 @@ def plan(config, items):
     mine = [i for i in items if getattr(i, "originalname", "") == TEST_NAME]
     items[:] = [i for i in items if i not in mine] + mine
     names = [i.callspec.params["scenario"] for i in mine if not i.get_closest_marker("skip")]
-    batch = Batch(names)
+    batch = Batch(sorted(names, key=lambda n: -minutes(n)))
     config.stash[STASH] = batch
     if os.environ.get("BV_MOLECULE_SERIAL") != "1":
         batch.start()
@@ -57,6 +60,13 @@ def scenarios():
             with open(path) as f:
                 found.append((name, FULL_ONLY in f.read()))
     return found
+
+
+def minutes(name):
+    """The scenario's ``# blindvault: minutes N`` (0 when it does not say)."""
+    with open(os.path.join(ROOT, name, "molecule.yml")) as f:
+        m = MINUTES.search(f.read())
+    return int(m.group(1)) if m else 0
 
 
 def kernel_state():
@@ -102,7 +112,7 @@ class Batch:
     def __init__(self, names):
         self.names = list(names)
         self.workers = int(os.environ.get("BV_MOLECULE_WORKERS", "2"))
-        self.timeout = int(os.environ.get("BV_MOLECULE_TIMEOUT", "3600"))
+        self.timeout = int(os.environ.get("BV_MOLECULE_TIMEOUT", "4800"))
         self.proc = None
         self.started = None
         self.before = None
