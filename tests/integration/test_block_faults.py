@@ -8,7 +8,6 @@ Members are 64 MiB loop devices; 1 MiB in the middle of one member's backing fil
 overwritten with random bytes behind everyone's back (md 1.2 metadata sits near the start).
 """
 
-import pytest
 from helpers import corrupt, read_sha, sh, write_random
 
 M = 1 << 20
@@ -30,7 +29,6 @@ def repair_then_check(module, name):
     return checked
 
 
-@pytest.mark.full  # make test proves the same repair through the integrity_raid Molecule scenario
 def test_raid5_over_dm_integrity_members_repairs_a_corrupted_member(module, disks):
     devs = disks(3)
     members = module("integrity_device", {
