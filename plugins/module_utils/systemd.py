@@ -121,9 +121,10 @@ def _shown(spec, content):
 
 
 def plan_files(files, directories):
-    """Read the installed state once and decide. Returns (plan, dir_results, file_results, diffs)."""
+    """Read the installed state once and decide. Returns (plan, dir_results, file_results,
+    diffs, before): ``before`` maps each file to change to its installed (content, mode)."""
     plan = Plan()
-    dir_results, file_results, diffs = [], [], []
+    dir_results, file_results, diffs, before = [], [], [], {}
     for d in directories:
         want = parse_mode(d.mode, d.path)
         have = _dir_state(d)
@@ -149,10 +150,11 @@ def plan_files(files, directories):
         file_results.append({"path": f.path, "mode": "%04o" % want_mode, "unit": f.is_unit,
                              "changed": changed, "created": have is None})
         if changed:
+            before[f.path] = (have, have_mode)
             diffs.append({"before_header": f.path, "after_header": f.path,
                           "before": _shown(f, have) if not mode_changed else "mode %04o\n" % have_mode,
                           "after": _shown(f, want) if not mode_changed else "mode %04o\n" % want_mode})
-    return plan, dir_results, file_results, diffs
+    return plan, dir_results, file_results, diffs, before
 
 
 def _verify(runner, paths):
@@ -164,7 +166,7 @@ def _verify(runner, paths):
                          (exc.stderr or exc.stdout or "").strip() or "rc=%s" % exc.rc)) from None
 
 
-def _apply_files(runner, files, directories, file_results, verify):
+def _apply_files(runner, files, directories, before, verify):
     """Directories, then the files units run, then the units (verified first, staged).
 
     A unit that does not verify fails the call with nothing of it installed, and the files
@@ -173,16 +175,15 @@ def _apply_files(runner, files, directories, file_results, verify):
         mode = parse_mode(d.mode, d.path)
         os.makedirs(d.path, mode=mode, exist_ok=True)
         os.chmod(d.path, mode)
-    todo = {r["path"] for r in file_results if r["changed"]}
     units = [f for f in files if f.is_unit]
     saved = []
     for f in files:
-        if f.path in todo and not f.is_unit:
-            saved.append((f.path, _file_state(f)))
+        if f.path in before and not f.is_unit:
+            saved.append((f.path, before[f.path]))
             write_atomic(f.path, f.content.encode("utf-8"), parse_mode(f.mode, f.path))
     if verify and units:
         try:
-            if any(u.path in todo for u in units):
+            if any(u.path in before for u in units):
                 _verify_staged(runner, units)
             else:
                 _verify(runner, [u.path for u in units])
@@ -197,7 +198,7 @@ def _apply_files(runner, files, directories, file_results, verify):
                               % (exc, ", ".join(path for path, _state in saved))) from None
             raise
     for u in units:
-        if u.path in todo:
+        if u.path in before:
             write_atomic(u.path, u.content.encode("utf-8"), parse_mode(u.mode, u.path))
 
 
@@ -250,11 +251,11 @@ def converge(runner, files, directories=(), verify=True, enable=(), start=(), sy
     files = [replace(f, path=os.path.normpath(f.path)) for f in files]
     directories = [replace(d, path=os.path.normpath(d.path)) for d in directories]
     _check_input(files, directories, enable, start)
-    plan, dir_results, file_results, diffs = plan_files(files, directories)
+    plan, dir_results, file_results, diffs, before = plan_files(files, directories)
     units_changed = any(r["changed"] for r in file_results if r["unit"])
     verified = None
     if not runner.check_mode:
-        _apply_files(runner, files, directories, file_results, verify)
+        _apply_files(runner, files, directories, before, verify)
         verified = bool(verify and any(f.is_unit for f in files)) or None
     elif verify and any(f.is_unit for f in files) and not plan.changed:
         _verify(runner, [f.path for f in files if f.is_unit])  # nothing would change: check what is there
