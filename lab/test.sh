@@ -56,7 +56,7 @@ do_build() {
 }
 
 do_integration() {
-  "$BV_TOP/lab/vm.sh" "pytest -q -p no:cacheprovider --junitxml=$results/integration.xml tests/integration"
+  "$BV_TOP/lab/vm.sh" "pytest -q -p no:cacheprovider --durations=15 --junitxml=$results/integration.xml tests/integration"
 }
 
 for p in $phases; do
