@@ -21,6 +21,10 @@ modprobe loop max_loop=32 2>/dev/null
 modprobe -a zfs dm-crypt dm-integrity raid1 raid456 raid10 btrfs xfs ext4 2>/dev/null ||
   echo "lab: some kernel modules did not load" >&2
 udevadm settle >/dev/null 2>&1
+# The ARC would take half the VM's memory, which also holds the loop files (/tmp is tmpfs):
+# cap it so pools, tmpfs and Python never starve each other.
+echo $(( 384 * 1024 * 1024 )) > /sys/module/zfs/parameters/zfs_arc_max 2>/dev/null ||
+  echo "lab: could not cap the ZFS ARC" >&2
 # md throttles check/resync to speed_limit_min (1 MB/s) whenever other I/O runs, and in the
 # lab something always does (pytest beside Molecule): loop files in RAM deserve more.
 echo 100000 > /proc/sys/dev/raid/speed_limit_min 2>/dev/null

@@ -162,17 +162,22 @@ class Runner:
             raise CommandError(argv, proc.returncode, out, err)
         return Result(argv, proc.returncode, out, err, ran=True, seconds=seconds)
 
-    def pipeline(self, argvs, changes=False, sink=None, stderr_file=None, timeout=None):
+    def pipeline(self, argvs, changes=False, sink=None, stderr_file=None, timeout=None, source=None):
         """Run ``argvs[0] | argvs[1] | ...`` joined by OS pipes; return a ``PipeResult``.
 
         ``sink``: a callable fed the last command's stdout in chunks (e.g. a hash), else it
-        is discarded. ``stderr_file``: a path receiving the first command's stderr as it is
+        is discarded. ``source``: an iterable of bytes written to the first command's stdin
+        (e.g. decrypted stream chunks; it may raise to abort: the pipe is closed early, the
+        commands are reaped and the exception propagates); not together with ``sink``.
+        ``stderr_file``: a path receiving the first command's stderr as it is
         written (``zfs send -v`` progress). On failure a ``CommandError`` names the stage
         that caused it (a sender killed by a closed pipe is a consequence, not the cause).
         """
         argvs = [[str(a) for a in argv] for argv in argvs]
         if not argvs or any(not argv for argv in argvs):
             raise TypeError("pipeline needs non-empty argv lists, got %r" % (argvs,))
+        if source is not None and sink is not None:
+            raise TypeError("pipeline takes a source or a sink, not both (the pipe could deadlock)")
         shown = " | ".join(" ".join(a) for a in argvs)
         if changes and self.check_mode:
             self.history.append({"argv": argvs, "rc": None, "ran": False, "seconds": 0.0})
@@ -187,23 +192,37 @@ class Runner:
         count = 0
         start = time.monotonic()
         try:
-            prev = subprocess.DEVNULL
+            prev = subprocess.DEVNULL if source is None else subprocess.PIPE
             for i, (exe, argv) in enumerate(zip(exes, argvs)):
                 err = progress if (i == 0 and progress) else errs[i]
+                last = i == len(argvs) - 1
+                out = subprocess.DEVNULL if (last and source is not None) else subprocess.PIPE
                 proc = subprocess.Popen(  # noqa: S603 - argv lists, no shell
-                    [exe] + argv[1:], stdin=prev, stdout=subprocess.PIPE, stderr=err, env=env)
+                    [exe] + argv[1:], stdin=prev, stdout=out, stderr=err, env=env)
                 if i:
                     prev.close()  # the reader owns it now: a dead reader must SIGPIPE the writer
                 prev = proc.stdout
                 procs.append(proc)
-            while True:
+            if source is not None:
+                try:
+                    count = self._feed(procs[0].stdin, source)
+                except BaseException:
+                    for proc in procs:  # an incomplete stream: let them see EOF and give up
+                        try:
+                            proc.wait(timeout=60)
+                        except subprocess.TimeoutExpired:
+                            pass
+                    raise
+                prev = None
+            while prev is not None:
                 chunk = prev.read(1 << 20)
                 if not chunk:
                     break
                 count += len(chunk)
                 if sink is not None:
                     sink(chunk)
-            prev.close()
+            if prev is not None:
+                prev.close()
             deadline = None if not (timeout or self.timeout) else start + (timeout or self.timeout)
             rcs = []
             for proc in procs:
@@ -236,6 +255,25 @@ class Runner:
             raise CommandError(argvs[failed], rcs[failed], "", "%s (in: %s)" % (
                 stderrs[failed].strip() or "no output", shown))
         return result
+
+    @staticmethod
+    def _feed(stdin, source):
+        """Write ``source``'s chunks to ``stdin``; stop quietly when the reader has gone (its
+        exit status tells why); always close the pipe, so an aborting source ends the reader
+        with an incomplete stream."""
+        count = 0
+        try:
+            for chunk in source:
+                stdin.write(chunk)
+                count += len(chunk)
+        except BrokenPipeError:
+            pass
+        finally:
+            try:
+                stdin.close()
+            except BrokenPipeError:
+                pass
+        return count
 
     @contextmanager
     def secret_file(self, secret):

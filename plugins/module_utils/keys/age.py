@@ -2,12 +2,14 @@
 # Copyright (c) 2026, blindvault.storage contributors
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Encrypt to age X25519 recipients (age-encryption.org/v1) with the ``cryptography`` package.
+"""age (age-encryption.org/v1) with X25519 recipients, in pure Python over ``cryptography``.
 
-Only encryption is here: escrowed key material is recovered with the standard ``age -d``
-by whoever holds the identity, so no decryption code needs to ship to managed hosts.
-The format: https://age-encryption.org/v1 (header with one X25519 stanza per recipient,
-HMAC over the header, then a ChaCha20-Poly1305 STREAM payload in 64 KiB chunks).
+Escrowed key material is written with :func:`encrypt` and recovered with the standard
+``age -d``. Send streams go through :class:`Writer` (chunk by chunk, nothing held in memory
+or on disk in the clear) and come back through :class:`Reader` with an ``AGE-SECRET-KEY-1``
+identity; both interoperate with the ``age`` command-line tool.
+The format: a header with one X25519 stanza per recipient, an HMAC over the header, then a
+ChaCha20-Poly1305 STREAM payload in 64 KiB chunks, the last one flagged.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import io
 import os
 
 try:
     from cryptography.hazmat.primitives import hashes
+    from cryptography.exceptions import InvalidTag
     from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
     from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
     from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -35,6 +39,10 @@ class RecipientError(ValueError):
     pass
 
 
+class AgeFileError(ValueError):
+    """An age file that cannot be opened: not age, no matching identity, damaged, truncated."""
+
+
 def _bech32_polymod(values):
     gen = (0x3B6A57B2, 0x26508E6D, 0x1EA119FA, 0x3D4233DD, 0x2A1462B3)
     chk = 1
@@ -46,24 +54,22 @@ def _bech32_polymod(values):
     return chk
 
 
-def parse_recipient(text):
-    """``age1...`` (Bech32, HRP ``age``) -> the 32-byte X25519 public key."""
+def _bech32_decode(text, hrp_wanted, what, error):
+    """Bech32 ``text`` with human-readable part ``hrp_wanted`` -> its 32-byte payload."""
     s = text.strip()
-    if not s.lower().startswith("age1"):
-        raise RecipientError("%r is not an age X25519 recipient (age1...)" % text)
     if s.lower() != s and s.upper() != s:
-        raise RecipientError("mixed case in age recipient %r" % text)
+        raise error("mixed case in %s" % what)
     s = s.lower()
     hrp, sep, data = s.rpartition("1")
-    if not sep or hrp != "age" or len(data) < 6:
-        raise RecipientError("%r is not an age X25519 recipient (age1...)" % text)
+    if not sep or hrp != hrp_wanted or len(data) < 6:
+        raise error("%s is malformed" % what)
     try:
         values = [_CHARSET.index(c) for c in data]
     except ValueError:
-        raise RecipientError("%r has characters outside Bech32" % text) from None
+        raise error("%s has characters outside Bech32" % what) from None
     expanded = [ord(c) >> 5 for c in hrp] + [0] + [ord(c) & 31 for c in hrp]
     if _bech32_polymod(expanded + values) != 1:
-        raise RecipientError("%r: bad Bech32 checksum (a typo?)" % text)
+        raise error("%s: bad Bech32 checksum (a typo?)" % what)
     acc = bits = 0
     out = bytearray()
     for v in values[:-6]:
@@ -73,10 +79,35 @@ def parse_recipient(text):
             bits -= 8
             out.append((acc >> bits) & 0xFF)
     if bits >= 5 or (acc & ((1 << bits) - 1)):
-        raise RecipientError("%r: bad Bech32 padding" % text)
+        raise error("%s: bad Bech32 padding" % what)
     if len(out) != 32:
-        raise RecipientError("%r does not hold a 32-byte X25519 key" % text)
+        raise error("%s does not hold a 32-byte X25519 key" % what)
     return bytes(out)
+
+
+def parse_recipient(text):
+    """``age1...`` (Bech32, HRP ``age``) -> the 32-byte X25519 public key."""
+    if not text.strip().lower().startswith("age1"):
+        raise RecipientError("%r is not an age X25519 recipient (age1...)" % text)
+    return _bech32_decode(text, "age", "the age X25519 recipient %r" % text, RecipientError)
+
+
+def parse_identities(text):
+    """The ``AGE-SECRET-KEY-1...`` lines of an identity file (``age-keygen`` output) -> keys.
+
+    Comments and blank lines are skipped; the error never quotes the secret."""
+    keys = []
+    for n, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if not line.upper().startswith("AGE-SECRET-KEY-1"):
+            raise AgeFileError("identity file line %d is not an age X25519 identity (AGE-SECRET-KEY-1...)" % n)
+        keys.append(X25519PrivateKey.from_private_bytes(
+            _bech32_decode(line, "age-secret-key-", "the identity on line %d" % n, AgeFileError)))
+    if not keys:
+        raise AgeFileError("the identity file holds no AGE-SECRET-KEY-1 line")
+    return keys
 
 
 def _b64(data):
@@ -101,19 +132,148 @@ def _stanza(file_key, recipient):
     return b"-> X25519 " + _b64(share) + b"\n" + b"\n".join(lines) + b"\n"
 
 
+def _unb64(data):
+    if len(data) % 4 == 1 or b"=" in data:
+        raise AgeFileError("bad base64 in the age header")
+    try:
+        return base64.b64decode(data + b"=" * (-len(data) % 4), validate=True)
+    except ValueError:
+        raise AgeFileError("bad base64 in the age header") from None
+
+
+def _nonce(counter, last):
+    return counter.to_bytes(11, "big") + (b"\x01" if last else b"\x00")
+
+
+class Writer:
+    """Encrypt a stream to ``recipients`` into the binary file ``out``, chunk by chunk.
+
+    ``write()`` as often as needed, then ``close()`` (which writes the last chunk; it does not
+    close ``out``). A chunk is held back until more data shows it is not the last."""
+
+    def __init__(self, out, recipients):
+        keys = [parse_recipient(r) for r in recipients]
+        if not keys:
+            raise RecipientError("at least one recipient is needed")
+        file_key = os.urandom(16)
+        header = b"age-encryption.org/v1\n" + b"".join(_stanza(file_key, k) for k in keys) + b"---"
+        mac = hmac.new(_hkdf(file_key, b"", b"header"), header, hashlib.sha256).digest()
+        nonce = os.urandom(16)
+        self._aead = ChaCha20Poly1305(_hkdf(file_key, nonce, b"payload"))
+        self._out = out
+        self._buf = bytearray()
+        self._counter = 0
+        self.plain_bytes = 0
+        out.write(header + b" " + _b64(mac) + b"\n" + nonce)
+
+    def write(self, data):
+        self._buf += data
+        self.plain_bytes += len(data)
+        while len(self._buf) > CHUNK:  # strictly more: the last chunk must not be empty
+            self._emit(bytes(self._buf[:CHUNK]), False)
+            del self._buf[:CHUNK]
+
+    def close(self):
+        self._emit(bytes(self._buf), True)
+        self._buf = bytearray()
+
+    def _emit(self, chunk, last):
+        self._out.write(self._aead.encrypt(_nonce(self._counter, last), chunk, None))
+        self._counter += 1
+
+
 def encrypt(plaintext, recipients):
     """``plaintext`` (bytes) encrypted to every ``age1...`` recipient, as an age file's bytes."""
-    keys = [parse_recipient(r) for r in recipients]
-    if not keys:
-        raise RecipientError("at least one recipient is needed")
-    file_key = os.urandom(16)
-    header = b"age-encryption.org/v1\n" + b"".join(_stanza(file_key, k) for k in keys) + b"---"
-    mac = hmac.new(_hkdf(file_key, b"", b"header"), header, hashlib.sha256).digest()
-    nonce = os.urandom(16)
-    aead = ChaCha20Poly1305(_hkdf(file_key, nonce, b"payload"))
-    chunks = [plaintext[i:i + CHUNK] for i in range(0, len(plaintext), CHUNK)] or [b""]
-    payload = b"".join(
-        aead.encrypt(i.to_bytes(11, "big") + (b"\x01" if i == len(chunks) - 1 else b"\x00"),
-                     chunk, None)
-        for i, chunk in enumerate(chunks))
-    return header + b" " + _b64(mac) + b"\n" + nonce + payload
+    out = io.BytesIO()
+    w = Writer(out, recipients)
+    w.write(plaintext)
+    w.close()
+    return out.getvalue()
+
+
+def _read_line(f, limit=4096):
+    line = f.readline(limit)
+    if not line.endswith(b"\n"):
+        raise AgeFileError("truncated or malformed age header")
+    return line[:-1]
+
+
+class Reader:
+    """Decrypt the age file ``f`` (binary, positioned at its start) with one of ``identities``.
+
+    Iterate over it for the plaintext chunks. Every chunk is authenticated before it is
+    yielded; a damaged, truncated or extended file raises :class:`AgeFileError` at the chunk
+    where it is found (a consumer that must not see any byte of a bad file checks a signed
+    hash of the whole file first)."""
+
+    def __init__(self, f, identities):
+        self._f = f
+        if _read_line(f) != b"age-encryption.org/v1":
+            raise AgeFileError("not an age file (age-encryption.org/v1)")
+        header = b"age-encryption.org/v1\n"
+        stanzas = []
+        while True:
+            line = _read_line(f)
+            if line.startswith(b"---"):
+                header += b"---"
+                mac = _unb64(line[4:]) if line[3:4] == b" " else b""
+                break
+            if not line.startswith(b"-> "):
+                raise AgeFileError("malformed age header")
+            header += line + b"\n"
+            args, body = line[3:].split(b" "), b""
+            while True:
+                part = _read_line(f)
+                header += part + b"\n"
+                body += part
+                if len(part) < 64:
+                    break
+            stanzas.append((args, body))
+        file_key = None
+        for args, body in stanzas:
+            if args[0] != b"X25519" or len(args) != 2:
+                continue
+            share = _unb64(args[1])
+            for ident in identities:
+                recipient = ident.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+                shared = ident.exchange(X25519PublicKey.from_public_bytes(share))
+                wrap = _hkdf(shared, share + recipient, b"age-encryption.org/v1/X25519")
+                try:
+                    file_key = ChaCha20Poly1305(wrap).decrypt(bytes(12), _unb64(body), None)
+                    break
+                except InvalidTag:
+                    continue
+            if file_key is not None:
+                break
+        if file_key is None:
+            raise AgeFileError("no identity matches any recipient of this age file")
+        want = hmac.new(_hkdf(file_key, b"", b"header"), header, hashlib.sha256).digest()
+        if not hmac.compare_digest(want, mac):
+            raise AgeFileError("the age header's MAC does not match (the header was altered)")
+        nonce = f.read(16)
+        if len(nonce) != 16:
+            raise AgeFileError("truncated age file (no payload nonce)")
+        self._aead = ChaCha20Poly1305(_hkdf(file_key, nonce, b"payload"))
+
+    def __iter__(self):
+        size = CHUNK + 16
+        counter = 0
+        chunk = self._f.read(size)
+        while True:
+            if not chunk:
+                raise AgeFileError("truncated age file (no final chunk)")
+            following = self._f.read(size) if len(chunk) == size else b""
+            last = not following
+            try:
+                plain = self._aead.decrypt(_nonce(counter, last), chunk, None)
+            except InvalidTag:
+                raise AgeFileError("age payload chunk %d is damaged, truncated or reordered" % counter) from None
+            if last and not plain and counter:
+                raise AgeFileError("age payload ends with an empty chunk")
+            if last and len(chunk) < size and self._f.read(1):
+                raise AgeFileError("data after the last age payload chunk")
+            yield plain
+            if last:
+                return
+            counter += 1
+            chunk = following

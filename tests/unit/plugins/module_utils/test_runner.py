@@ -108,3 +108,34 @@ def test_pipeline_progress_file_and_check_mode(tmp_path):
     runner = Runner(check_mode=True)
     res = runner.pipeline([["false"], ["false"]], changes=True)
     assert not res.ran and runner.history[0]["ran"] is False
+
+
+def test_pipeline_feeds_a_source_to_the_first_command(tmp_path):
+    out = tmp_path / "out"
+    chunks = [b"a" * 100000, b"b" * 7, b""]
+    res = Runner().pipeline([["cat"], ["sh", "-c", 'cat > "$0"', str(out)]], source=iter(chunks))
+    assert out.read_bytes() == b"".join(chunks) and res.out_bytes == 100007 and res.rcs == [0, 0]
+
+
+def test_an_aborting_source_leaves_the_reader_with_an_incomplete_stream(tmp_path):
+    out = tmp_path / "out"
+
+    def source():
+        yield b"first part"
+        raise ValueError("the hash does not match")
+
+    with pytest.raises(ValueError, match="hash"):
+        Runner().pipeline([["sh", "-c", 'cat > "$0"; echo done >> "$0"', str(out)]], source=source())
+    assert out.read_bytes() == b"first partdone\n"  # the reader saw EOF and ended by itself
+
+
+def test_a_reader_that_dies_early_is_the_cause():
+    with pytest.raises(CommandError) as e:
+        Runner().pipeline([["sh", "-c", "head -c 1 >/dev/null; echo refused >&2; exit 3"]],
+                          source=iter([b"x" * 65536] * 64))
+    assert e.value.rc == 3 and "refused" in str(e.value)
+
+
+def test_source_and_sink_together_are_refused():
+    with pytest.raises(TypeError):
+        Runner().pipeline([["cat"]], source=iter([]), sink=print)

@@ -1,0 +1,219 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, blindvault.storage contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Stream packages: a group's ``zfs send`` streams as age files plus one signed manifest.
+
+A package is a directory ``<directory>/<name>/`` holding ``NN-<dataset>.zfs.age`` (one file per
+stream, in receive order: the encryption root's first) and ``manifest.json``, an Ed25519-signed
+envelope (:mod:`..keys.signing`) that names every file with its size and sha256, the datasets,
+base and snapshot guids it carries. It is written under ``.<name>.partial-*`` and renamed when
+complete, so a torn package never looks like one.
+
+Receiving checks the signature and every file's hash **before any byte reaches** ``zfs recv``
+(an ``-I`` stream commits each snapshot as it goes), then decrypts file by file; while it does,
+it hashes the file again and withholds the last decrypted chunk (which holds the stream's END
+record) until the whole file matched: a file swapped between the two reads leaves ``zfs recv``
+with an incomplete stream, which commits nothing more.
+
+No plaintext touches a disk: ``zfs send`` is read through a pipe into the age writer, and the
+age reader feeds ``zfs recv``'s stdin.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+from ..files import write_atomic
+from ..keys import age, signing
+
+FORMAT = "blindvault-zfs-stream-package/1"
+MANIFEST = "manifest.json"
+PACKAGE_NAME = re.compile(r"^[A-Za-z0-9_.:@%+-]+$")
+
+
+class PackageError(ValueError):
+    """A package that must not be received (the message says which file and why)."""
+
+
+@dataclass
+class StreamSpec:
+    """One stream to write: the ``zfs send`` argv and what it carries (from the planner)."""
+
+    send: List[str]
+    kind: str  # full | incremental | group
+    datasets: List[str]
+    snapshot: str  # short name sent up to
+    guids: dict = field(default_factory=dict)  # dataset -> guid of its snapshot
+    base: Optional[str] = None  # short name of the base snapshot/bookmark (incremental)
+    base_guid: Optional[str] = None
+
+
+def file_name(index, dataset):
+    """``03-tank%vault%docs.zfs.age``: the order, then the dataset with ``/`` as ``%``."""
+    return "%02d-%s.zfs.age" % (index, re.sub(r"[^A-Za-z0-9_.:/-]", "_", dataset).replace("/", "%"))
+
+
+class _HashingWriter:
+    def __init__(self, f):
+        self.f = f
+        self.sha = hashlib.sha256()
+        self.bytes = 0
+
+    def write(self, data):
+        self.f.write(data)
+        self.sha.update(data)
+        self.bytes += len(data)
+
+
+def _fsync_dir(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_package(runner, directory, name, streams, recipients, signing_key, info, now=None):
+    """Write ``streams`` as package ``name`` under ``directory``; return the manifest (a dict).
+
+    ``signing_key``: an Ed25519 private key object; ``info``: extra manifest fields (group,
+    target_id, source host...). Refuses to overwrite an existing package."""
+    if not PACKAGE_NAME.match(name):
+        raise PackageError("package name %r has characters outside [A-Za-z0-9_.:@%%+-]" % name)
+    final = os.path.join(directory, name)
+    if os.path.lexists(final):
+        raise PackageError("%s already exists: a package is never overwritten" % final)
+    tmp = tempfile.mkdtemp(prefix=".%s.partial-" % name, dir=directory)
+    try:
+        entries = []
+        for i, spec in enumerate(streams):
+            fname = file_name(i, spec.datasets[0])
+            with open(os.path.join(tmp, fname), "xb") as f:
+                hashed = _HashingWriter(f)
+                sealer = age.Writer(hashed, recipients)
+                piped = runner.pipeline([spec.send], sink=sealer.write)
+                sealer.close()
+                f.flush()
+                os.fsync(f.fileno())
+            entries.append({
+                "file": fname, "kind": spec.kind, "datasets": list(spec.datasets),
+                "send": " ".join(spec.send), "snapshot": spec.snapshot, "guids": dict(spec.guids),
+                "base": spec.base, "base_guid": spec.base_guid,
+                "stream_bytes": piped.out_bytes, "bytes": hashed.bytes, "sha256": hashed.sha.hexdigest(),
+            })
+        manifest = dict(info, format=FORMAT, streams=entries,
+                        created=(now or datetime.datetime.now(datetime.timezone.utc)).isoformat())
+        envelope = signing.sign(manifest, signing_key)
+        write_atomic(os.path.join(tmp, MANIFEST), (json.dumps(envelope, indent=2, sort_keys=True) + "\n").encode(),
+                     mode=0o644)
+        os.chmod(tmp, 0o755)
+        os.rename(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _fsync_dir(directory)
+    return manifest
+
+
+def list_packages(directory):
+    """Complete packages (directories with a manifest) under ``directory``, sorted by name;
+    partial ones (``.*.partial-*``) are never listed."""
+    try:
+        names = sorted(os.listdir(directory))
+    except FileNotFoundError:
+        return []
+    return [n for n in names if not n.startswith(".")
+            and os.path.isfile(os.path.join(directory, n, MANIFEST))]
+
+
+def open_package(path, trusted):
+    """The verified manifest of the package at ``path``: signed by one of ``trusted`` (public
+    keys), its format known, every file it names present with the signed size and sha256, and
+    no stream file it does not name. Reads every file once; nothing is received."""
+    try:
+        with open(os.path.join(path, MANIFEST), "rb") as f:
+            envelope = json.loads(f.read().decode("utf-8"))
+    except FileNotFoundError:
+        raise PackageError("%s has no %s (not a package, or a torn one)" % (path, MANIFEST)) from None
+    except ValueError as e:
+        raise PackageError("%s/%s is not JSON (%s)" % (path, MANIFEST, e)) from None
+    try:
+        manifest = signing.verify(envelope, trusted)
+    except signing.SignatureError as e:
+        raise PackageError("%s: %s" % (path, e)) from None
+    if manifest.get("format") != FORMAT or not isinstance(manifest.get("streams"), list) \
+            or not manifest["streams"]:
+        raise PackageError("%s: unknown manifest format %r" % (path, manifest.get("format")))
+    named = set()
+    for entry in manifest["streams"]:
+        fname = entry.get("file")
+        if not isinstance(fname, str) or os.path.basename(fname) != fname or fname.startswith("."):
+            raise PackageError("%s: the manifest names a file outside the package: %r" % (path, fname))
+        named.add(fname)
+        digest, size = _hash_file(os.path.join(path, fname), path)
+        if size != entry.get("bytes") or digest != entry.get("sha256"):
+            raise PackageError("%s/%s does not match its signed sha256 and size (%d bytes, "
+                               "signed %s): damaged or altered; nothing was received"
+                               % (path, fname, size, entry.get("bytes")))
+    extra = sorted(n for n in os.listdir(path) if n.endswith(".zfs.age") and n not in named)
+    if extra:
+        raise PackageError("%s holds stream files the manifest does not name: %s" % (path, ", ".join(extra)))
+    return manifest
+
+
+def _hash_file(fpath, path):
+    sha, size = hashlib.sha256(), 0
+    try:
+        with open(fpath, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                sha.update(block)
+                size += len(block)
+    except FileNotFoundError:
+        raise PackageError("%s: %s is missing" % (path, os.path.basename(fpath))) from None
+    return sha.hexdigest(), size
+
+
+def _checked_plaintext(f, entry, identities):
+    """Decrypted chunks of ``f``; the last one only after the whole file matched its hash."""
+    sha = hashlib.sha256()
+
+    class Tee:
+        def read(self, n=-1):
+            data = f.read(n)
+            sha.update(data)
+            return data
+
+        def readline(self, limit=-1):
+            data = f.readline(limit)
+            sha.update(data)
+            return data
+
+    held = None
+    for chunk in age.Reader(Tee(), identities):
+        if held is not None:
+            yield held
+        held = chunk
+    sha.update(f.read())  # nothing should be left; if something is, the hash says so
+    if sha.hexdigest() != entry["sha256"]:
+        raise PackageError("%s changed after it was checked: the receive was stopped before its end"
+                           % entry["file"])
+    if held:
+        yield held
+
+
+def receive_stream(runner, path, entry, identities, recv_argv):
+    """Decrypt one stream file of a checked package into ``recv_argv`` (``zfs recv ...``)."""
+    with open(os.path.join(path, entry["file"]), "rb") as f:
+        try:
+            return runner.pipeline([recv_argv], changes=True, source=_checked_plaintext(f, entry, identities))
+        except age.AgeFileError as e:
+            raise PackageError("%s: %s" % (entry["file"], e)) from None
