@@ -1,8 +1,11 @@
-"""Generate docs/modules/*.md and docs/roles/*.md from the collection's own documentation.
+"""Generate docs/modules/*.md and docs/roles/*.md from the collection's own documentation,
+and CHANGELOG.md from changelogs/.
 
 Modules: DOCUMENTATION, EXAMPLES and RETURN (doc fragments merged, as `ansible-doc` shows them).
 Roles: meta/argument_specs.yml (every entry point's variables) plus a link to the role's guide.
 One `ansible-doc --json` process per plugin type reads everything.
+CHANGELOG.md: antsibull-changelog's rendering of changelogs/changelog.yaml plus the fragments,
+as if galaxy.yml's version were released (done in a scratch copy: the fragments stay).
 
   python3 lab/docs.py          write the files (make docs)
   python3 lab/docs.py --check  exit 1 if any generated file is missing or out of date (unit tests run it)
@@ -11,8 +14,10 @@ One `ansible-doc --json` process per plugin type reads everything.
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NS = "blindvault.storage."
@@ -156,7 +161,28 @@ def pages():
     index += ["- [%s%s](roles/%s.md) — guide: [roles/%s/README.md](../roles/%s/README.md)"
               % (NS, r, r, r, r) for r in roles]
     out["docs/reference.md"] = "\n".join(index) + "\n"
+    out["CHANGELOG.md"] = changelog()
     return out
+
+
+def changelog():
+    """CHANGELOG.md as antsibull-changelog renders it for galaxy.yml's version (no date in it)."""
+    version = re.search(r"^version:\s*(\S+)", open(os.path.join(TOP, "galaxy.yml")).read(), re.M).group(1)
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=TOP,
+                           capture_output=True, check=True).stdout.decode().split("\0")
+    with tempfile.TemporaryDirectory() as tmp:
+        dst = os.path.join(tmp, "ansible_collections", "blindvault", "storage")
+        for rel in filter(None, files):
+            if os.path.isfile(os.path.join(TOP, rel)):
+                os.makedirs(os.path.dirname(os.path.join(dst, rel)), exist_ok=True)
+                shutil.copy2(os.path.join(TOP, rel), os.path.join(dst, rel))
+        tool = os.path.join(os.path.dirname(sys.executable), "antsibull-changelog")
+        for args in (["lint"], ["release", "--version", version, "--date", "1970-01-01"]):
+            proc = subprocess.run([tool] + args, cwd=dst, capture_output=True, text=True, check=False)
+            if proc.returncode != 0 or (args == ["lint"] and proc.stdout.strip()):
+                raise SystemExit("antsibull-changelog %s failed:\n%s%s" % (args[0], proc.stdout, proc.stderr))
+        with open(os.path.join(dst, "CHANGELOG.md")) as f:
+            return f.read()
 
 
 def main(argv):
