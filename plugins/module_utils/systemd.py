@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 
 from ansible_collections.blindvault.storage.plugins.module_utils.files import write_atomic
 from ansible_collections.blindvault.storage.plugins.module_utils.plan import Plan, Refusal, refuse_duplicates
-from ansible_collections.blindvault.storage.plugins.module_utils.runner import CommandError
+from ansible_collections.blindvault.storage.plugins.module_utils.runner import CommandError, ToolNotFound
 
 UNIT_SUFFIXES = (".service", ".timer", ".socket", ".path", ".mount", ".automount", ".swap",
                  ".target", ".slice")
@@ -160,6 +160,8 @@ def plan_files(files, directories):
 def _verify(runner, paths):
     try:
         runner.run(["systemd-analyze", "verify", "--man=no"] + list(paths))
+    except ToolNotFound:
+        raise Refusal("systemd-analyze is not installed: install systemd, or set verify: false") from None
     except CommandError as exc:
         raise Refusal("systemd-analyze verify found problems in %s: %s"
                       % (", ".join(os.path.basename(p) for p in paths),
@@ -169,10 +171,18 @@ def _verify(runner, paths):
 def _apply_files(runner, files, directories, before, verify):
     """Directories, then the files units run, then the units (verified first, staged).
 
-    A unit that does not verify fails the call with nothing of it installed, and the files
-    written before the check (the scripts it would run) are put back as they were."""
+    A unit that does not verify fails the call with nothing of it installed, and what was
+    written before the check (the directories, the scripts the units would run) is put back
+    as it was."""
+    if verify and any(f.is_unit for f in files):
+        try:
+            runner.which("systemd-analyze")  # before anything is written
+        except ToolNotFound:
+            raise Refusal("systemd-analyze is not installed: install systemd, or set verify: false") from None
+    dirs_before = []
     for d in directories:
         mode = parse_mode(d.mode, d.path)
+        dirs_before.append((d.path, _dir_state(d)))
         os.makedirs(d.path, mode=mode, exist_ok=True)
         os.chmod(d.path, mode)
     units = [f for f in files if f.is_unit]
@@ -193,13 +203,31 @@ def _apply_files(runner, files, directories, before, verify):
                     os.unlink(path)
                 else:
                     write_atomic(path, content, mode)
-            if saved:
-                raise Refusal("%s (put back as they were: %s)"
-                              % (exc, ", ".join(path for path, _state in saved))) from None
+            undone = [path for path, _state in saved] + _undo_directories(dirs_before)
+            if undone:
+                raise Refusal("%s (put back as they were: %s)" % (exc, ", ".join(undone))) from None
             raise
     for u in units:
         if u.path in before:
             write_atomic(u.path, u.content.encode("utf-8"), parse_mode(u.mode, u.path))
+
+
+def _undo_directories(dirs_before):
+    """Remove the directories this call created (if still empty) and restore changed modes;
+    returns the paths put back."""
+    undone = []
+    for path, mode in reversed(dirs_before):
+        try:
+            if mode is None:
+                os.rmdir(path)
+            elif stat.S_IMODE(os.stat(path).st_mode) != mode:
+                os.chmod(path, mode)
+            else:
+                continue
+            undone.append(path)
+        except OSError:
+            pass  # not empty (someone else's files): left as it is
+    return undone
 
 
 def _verify_staged(runner, units):

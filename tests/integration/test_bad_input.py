@@ -246,7 +246,7 @@ CASES = [
     # integrity_device
     case("integrity_device", "name-dotdot",
          lambda w: {"device": w["dev"]["spare"], "name": ".."}, "not a valid device-mapper name"),
-    # suspected: check_dm_name (block/device.py) lets whitespace through; the victim gets formatted
+    # device-mapper names: no whitespace (was let through, and the victim got formatted)
     case("integrity_device", "name-with-space",
          lambda w: {"device": w["dev"]["victim"], "name": PREFIX + " x", "wipe": "none"},
          "not a valid device-mapper name"),
@@ -273,9 +273,9 @@ CASES = [
          lambda w: {"file": w["files"]["pool"], "size": "1M"}, "refusing to shrink"),
     case("loop_device", "read_only-on-the-pools-live-device",
          lambda w: {"file": w["files"]["pool"], "read_only": True}, "read_only cannot change"),
-    # suspected: the lazy detach (autoclear) happens before the refusal to remove the file
+    # refused before the lazy detach (autoclear) that used to precede the refusal
     case("loop_device", "absent-while-a-mapping-holds-it",
-         lambda w: {"file": w["files"]["integ"], "state": "absent"}, "still in use"),
+         lambda w: {"file": w["files"]["integ"], "state": "absent"}, "is in use by"),
 
     # luks2_volume
     case("luks2_volume", "open-with-wrong-passphrase",
@@ -331,13 +331,13 @@ CASES = [
          lambda w: {"files": [{"path": sp(w, "bvhx-ok.sh"), "content": "x"}],
                     "enable": ["../bvhx.service"], "verify": False, "systemd": "never"},
          "not a unit name"),
-    # passes only where systemd-analyze is installed: without it nothing is put back (suspected)
+    # the script written before the failed verify is put back
     case("systemd_units", "unit-fails-verify-script-put-back",
          lambda w: {"files": [{"path": sp(w, "bvhx-check.sh"), "content": "#!/bin/sh\n", "mode": "0755"},
                               {"path": sp(w, "units", "bvhx-check.service"),
                                "content": service("/nonexistent/bvhx-check")}],
                     "systemd": "never"}, "systemd-analyze"),
-    # suspected: directories made before the verify stay when it fails
+    # a directory made for a unit that fails verify is removed again
     case("systemd_units", "unit-fails-verify-in-a-new-directory",
          lambda w: {"directories": [{"path": sp(w, "bvhx-units")}],
                     "files": [{"path": sp(w, "bvhx-units", "bvhx-bad.service"),
@@ -347,7 +347,7 @@ CASES = [
     # zfs_bookmark
     case("zfs_bookmark", "mark-with-at",
          {"snapshot": POOL + "/plain@s1", "bookmark": POOL + "/plain#a@b"}, "not a bookmark name"),
-    # suspected: zfs_dataset refuses spaces in names, the short bookmark name is not checked
+    # short bookmark and snapshot names take the characters dataset names do (no space)
     case("zfs_bookmark", "mark-with-space",
          {"snapshot": POOL + "/plain@s1", "bookmark": PREFIX + " x"}, "not a bookmark name"),
     case("zfs_bookmark", "mark-on-another-dataset",
@@ -370,7 +370,7 @@ CASES = [
     case("zfs_dataset", "list-name-with-space-among-good",
          {"datasets": [{"name": POOL + "/" + PREFIX + "good"}, {"name": POOL + "/a b"}]},
          "not a dataset name"),
-    # suspected: valid_name lets ".." through; zfs create of the good item runs before it fails
+    # a ".." part is refused before the good item is created
     case("zfs_dataset", "list-dotdot-after-good",
          {"datasets": [{"name": POOL + "/" + PREFIX + "good"}, {"name": POOL + "/.."}]},
          "not a dataset name"),
@@ -447,7 +447,6 @@ CASES = [
     case("zfs_snapshot", "leading-slash", {"name": "/" + POOL + "/plain@s9"}, "not a snapshot name"),
     case("zfs_snapshot", "dotdot", {"name": POOL + "/../plain@s9"}, "parent reference"),
     case("zfs_snapshot", "nonexistent-pool", {"name": NOPOOL + "/x@s9"}, "do not exist"),
-    # suspected: zfs_dataset and zfs_verify refuse spaces, split_snapshot does not
     case("zfs_snapshot", "snapname-with-space", {"name": POOL + "/plain@" + PREFIX + " x"},
          "not a snapshot name"),
     case("zfs_snapshot", "list-hash-among-good",

@@ -8,6 +8,7 @@ refusal to format over existing data unless ``force`` is set."""
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
@@ -131,6 +132,19 @@ def holders(device, sysfs=SYSFS_BLOCK):
         return []
 
 
+def in_use(device, sysfs=SYSFS_BLOCK):
+    """What holds ``device``: its sysfs holders (dm, md), or ``"an exclusive opener"`` (a
+    mounted filesystem, a ZFS pool) when an ``O_EXCL`` open fails with EBUSY; None if free."""
+    held = holders(device, sysfs)
+    if held:
+        return ", ".join(held)
+    try:
+        os.close(os.open(device, os.O_RDONLY | os.O_EXCL))
+    except OSError as exc:
+        return "an exclusive opener (a mounted filesystem or a pool)" if exc.errno == errno.EBUSY else None
+    return None
+
+
 def size_bytes(device, sysfs=SYSFS_BLOCK):
     """Size of a block device from sysfs (``size`` counts 512-byte sectors): no process."""
     with open(os.path.join(sysfs, kernel_name(device), "size")) as f:
@@ -141,9 +155,9 @@ def check_dm_name(name):
     """A Refusal unless ``name`` can be a device-mapper name (``/dev/mapper/NAME``); None
     (no name given) passes."""
     if name is not None and (not name or "/" in name or name in (".", "..")
-                             or len(name) > 127):
+                             or len(name) > 127 or re.search(r"[\s\x00-\x1f\x7f]", name)):
         raise Refusal("name %r is not a valid device-mapper name (1 to 127 characters, no "
-                      "slashes)" % (name,))
+                      "slashes, spaces or control characters)" % (name,))
 
 
 def read_text(path):

@@ -20,6 +20,7 @@ import stat
 import time
 from dataclasses import dataclass
 
+from ansible_collections.blindvault.storage.plugins.module_utils.block.device import in_use
 from ansible_collections.blindvault.storage.plugins.module_utils.plan import (
     Plan,
     Refusal,
@@ -311,6 +312,12 @@ def plan_item(spec, attachments):
         ip.before = _view("detached", size=ip.size_before)
 
     if spec.state in ("detached", "absent"):
+        for a in ip.matches if spec.state == "absent" else ():
+            holder = in_use(a.device)
+            if holder:
+                raise Refusal("%s: %s is in use by %s; state absent never detaches a device in use "
+                              "(the kernel would detach it later and the file would stay): close "
+                              "what holds it first, or use state detached" % (path, a.device, holder))
         for a in ip.matches:
             plan.add("detach", a.device, "%s is attached to %s" % (path, a.device),
                      ["losetup", "--detach", a.device])

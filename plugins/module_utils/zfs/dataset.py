@@ -58,9 +58,19 @@ def normalize(prop, value):
     return str(value)
 
 
+# ZFS's own characters (zfs_namecheck.c) less the space, which we refuse: names travel
+# through shells, unit files and logs.
+_COMPONENT = re.compile(r"^[A-Za-z0-9_.:-]+$")
+
+
+def valid_component(part):
+    """One part of a dataset name, or a snapshot's or bookmark's short name."""
+    return bool(_COMPONENT.match(part or "")) and part not in (".", "..")
+
+
 def valid_name(name):
-    return bool(name) and "@" not in name and "#" not in name and not name.startswith("/") \
-        and not name.endswith("/") and "//" not in name and " " not in name
+    """A dataset name: parts of ZFS's characters (no space), no ``.``/``..`` part, < 256 bytes."""
+    return bool(name) and len(name) < 256 and all(valid_component(p) for p in name.split("/"))
 
 
 class DatasetSpec:

@@ -17,15 +17,16 @@ from ansible_collections.blindvault.storage.plugins.module_utils.plan import (
     Refusal,
     refuse_duplicates,
 )
-from ansible_collections.blindvault.storage.plugins.module_utils.zfs.dataset import valid_name
+from ansible_collections.blindvault.storage.plugins.module_utils.zfs.dataset import valid_component, valid_name
 from ansible_collections.blindvault.storage.plugins.module_utils.zfs.apply import run_commands
 from ansible_collections.blindvault.storage.plugins.module_utils.zfs.state import read_tree
 
 
 def split_snapshot(name):
     ds, sep, snap = name.partition("@")
-    if not sep or not valid_name(ds) or not snap or "@" in snap or "/" in snap or "#" in snap:
-        raise Refusal("%r is not a snapshot name (pool/dataset@snapshot)" % (name,))
+    if not sep or not valid_name(ds) or not valid_component(snap):
+        raise Refusal("%r is not a snapshot name (pool/dataset@snapshot; letters, digits and "
+                      "_.:- only)" % (name,))
     return ds, snap
 
 
@@ -115,8 +116,9 @@ def converge_bookmark(runner, snapshot, bookmark, state):
             raise Refusal("bookmark %r needs a dataset (pool/ds#mark) or snapshot" % bookmark)
         bookmark = "%s#%s" % (ds, bookmark)
     bds, _sep, mark = (bookmark or "").partition("#")
-    if not bookmark or not valid_name(bds) or not mark or "@" in mark or "#" in mark:
-        raise Refusal("%r is not a bookmark name (pool/dataset#bookmark)" % (bookmark,))
+    if not bookmark or not valid_name(bds) or not valid_component(mark):
+        raise Refusal("%r is not a bookmark name (pool/dataset#bookmark; letters, digits and "
+                      "_.:- only)" % (bookmark,))
     if state == "present" and not snapshot:
         raise Refusal("state present needs snapshot (the snapshot to bookmark)")
     if ds and bds != ds:

@@ -87,6 +87,30 @@ def test_a_failed_check_puts_back_the_scripts_written_before_it(tmp_path):
     assert not (tmp_path / "libexec" / "new-helper").exists()
 
 
+@needs_analyze
+def test_a_failed_first_install_leaves_no_directory_and_no_script(tmp_path):
+    args = unit_args(tmp_path)
+    args["files"][1]["content"] += "ExecStartPre=/nonexistent/bv-pre\n"
+    bad = run_module("systemd_units", args)
+    assert bad.failed and "put back as they were" in bad["msg"], bad
+    assert sorted(os.listdir(tmp_path)) == []
+
+
+def test_a_missing_systemd_analyze_is_refused_before_anything_is_written(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing-here"))
+    monkeypatch.setattr(Runner, "__init__", _runner_without_extra_paths(Runner.__init__))
+    bad = run_module("systemd_units", unit_args(tmp_path))
+    assert bad.failed and "systemd-analyze is not installed" in bad["msg"], bad
+    assert sorted(os.listdir(tmp_path)) == []
+
+
+def _runner_without_extra_paths(init):
+    def patched(self, *a, **kw):
+        init(self, *a, **kw)
+        self.path = os.environ["PATH"]
+    return patched
+
+
 def test_an_unquoted_yaml_mode_is_taken_as_the_permission_bits(tmp_path):
     f = tmp_path / "script"
     r = run_module("systemd_units", {"files": [{"path": str(f), "content": "x", "mode": 0o750}],

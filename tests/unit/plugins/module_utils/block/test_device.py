@@ -77,3 +77,15 @@ def test_holders_and_dm_name_from_sysfs(tmp_path):
     assert device.holders("/dev/loop4", sysfs=str(tmp_path)) == []
     assert device.dm_name("dm-2", sysfs=str(tmp_path)) == "int0"
     assert device.dm_name("loop3", sysfs=str(tmp_path)) is None
+
+
+@pytest.mark.parametrize("name", ["", "a/b", ".", "..", "a b", "a\tb", "a\nb", "x" * 128])
+def test_bad_device_mapper_names_are_refused(name):
+    with pytest.raises(Refusal, match="not a valid device-mapper name"):
+        device.check_dm_name(name)
+
+
+def test_a_free_path_is_not_in_use(tmp_path):
+    path = tmp_path / "file"
+    path.write_bytes(b"")
+    assert device.in_use(str(path), sysfs=str(tmp_path / "sys")) is None

@@ -111,3 +111,21 @@ def test_spec_validation(kwargs, message):
 def test_yaml_booleans_for_encryption():
     assert DatasetSpec("p/x", encryption="True", keyformat="hex", key="a" * 64).encryption == "on"
     assert DatasetSpec("p/x", encryption="False").encryption == "off"
+
+
+@pytest.mark.parametrize("name,ok", [
+    ("tank", True), ("tank/a.b/c_d:e-f", True), ("tank/..", False), ("tank/./x", False),
+    ("tank/a b", False), ("/tank", False), ("tank/", False), ("tank//a", False), ("tank/a@s", False),
+    ("tank/a#b", False), ("tank/%recv", False), ("tank/" + "x" * 251, False), ("", False),
+])
+def test_dataset_names_take_zfs_characters_without_spaces_or_dot_parts(name, ok):
+    from ansible_collections.blindvault.storage.plugins.module_utils.zfs.dataset import valid_name
+    assert valid_name(name) is ok
+
+
+@pytest.mark.parametrize("name", ["tank/a@", "tank/a@b c", "tank/a@..", "tank/a@b/c", "tank/a@b#c",
+                                  "tank/a@b@c", "tank/..@s", "tank/a"])
+def test_bad_snapshot_names_are_refused(name):
+    from ansible_collections.blindvault.storage.plugins.module_utils.zfs.snapshot import split_snapshot
+    with pytest.raises(Refusal, match="not a snapshot name"):
+        split_snapshot(name)
