@@ -55,6 +55,7 @@ class StreamSpec:
     guids: dict = field(default_factory=dict)  # dataset -> guid of its snapshot
     base: Optional[str] = None  # short name of the base snapshot/bookmark (incremental)
     base_guid: Optional[str] = None
+    key_id: Optional[str] = None  # the group's key generation (blindvault:key-id), if any
 
 
 def file_name(index, dataset):
@@ -107,7 +108,7 @@ def write_package(runner, directory, name, streams, recipients, signing_key, inf
             entries.append({
                 "file": fname, "kind": spec.kind, "datasets": list(spec.datasets),
                 "send": " ".join(spec.send), "snapshot": spec.snapshot, "guids": dict(spec.guids),
-                "base": spec.base, "base_guid": spec.base_guid,
+                "base": spec.base, "base_guid": spec.base_guid, "key_id": spec.key_id,
                 "stream_bytes": piped.out_bytes, "bytes": hashed.bytes, "sha256": hashed.sha.hexdigest(),
             })
         manifest = dict(info, format=FORMAT, streams=entries,
@@ -139,6 +140,13 @@ def open_package(path, trusted):
     """The verified manifest of the package at ``path``: signed by one of ``trusted`` (public
     keys), its format known, every file it names present with the signed size and sha256, and
     no stream file it does not name. Reads every file once; nothing is received."""
+    manifest = read_manifest(path, trusted)
+    check_files(path, manifest)
+    return manifest
+
+
+def read_manifest(path, trusted):
+    """The manifest of the package at ``path`` once its signature is checked (files unread)."""
     try:
         with open(os.path.join(path, MANIFEST), "rb") as f:
             envelope = json.loads(f.read().decode("utf-8"))
@@ -153,6 +161,12 @@ def open_package(path, trusted):
     if manifest.get("format") != FORMAT or not isinstance(manifest.get("streams"), list) \
             or not manifest["streams"]:
         raise PackageError("%s: unknown manifest format %r" % (path, manifest.get("format")))
+    return manifest
+
+
+def check_files(path, manifest):
+    """Every stream file the manifest names is there with its signed size and sha256, and no
+    other stream file is."""
     named = set()
     for entry in manifest["streams"]:
         fname = entry.get("file")
@@ -167,7 +181,6 @@ def open_package(path, trusted):
     extra = sorted(n for n in os.listdir(path) if n.endswith(".zfs.age") and n not in named)
     if extra:
         raise PackageError("%s holds stream files the manifest does not name: %s" % (path, ", ".join(extra)))
-    return manifest
 
 
 def _hash_file(fpath, path):
