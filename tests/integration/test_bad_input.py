@@ -1,4 +1,5 @@
-"""The bad-input harness (issue #8): for every module a table of malformed and hostile inputs.
+"""The bad-input harness (issue #8): for every module a table of malformed and hostile inputs,
+and a table of real change requests made in check mode.
 
 Names with ``@``/``#``/spaces/``..``/a leading ``/``, option conflicts, missing devices, devices
 already in use, pools that do not exist, wrong keys, and list forms with one bad item among
@@ -445,7 +446,7 @@ CASES = [
     # zfs_snapshot
     case("zfs_snapshot", "no-at", {"name": POOL + "/plain"}, "not a snapshot name"),
     case("zfs_snapshot", "leading-slash", {"name": "/" + POOL + "/plain@s9"}, "not a snapshot name"),
-    case("zfs_snapshot", "dotdot", {"name": POOL + "/../plain@s9"}, "parent reference"),
+    case("zfs_snapshot", "dotdot", {"name": POOL + "/../plain@s9"}, "not a snapshot name"),
     case("zfs_snapshot", "nonexistent-pool", {"name": NOPOOL + "/x@s9"}, "do not exist"),
     case("zfs_snapshot", "snapname-with-space", {"name": POOL + "/plain@" + PREFIX + " x"},
          "not a snapshot name"),
@@ -491,6 +492,56 @@ def test_bad_input_fails_clearly_and_changes_nothing(module, world, name, args, 
     if any(s in text for s in world["secrets"]):
         problems.append("a key or passphrase leaked into the result")
     report = "\n".join(problems + ["result: " + text])
+    for s in world["secrets"]:
+        report = report.replace(s, "<secret>")
+    assert not problems, report
+
+
+# -- check mode: a real change asked for, planned, and nothing touched ----------------------------
+
+def check(module, what, args, changes=True):
+    return pytest.param(module, args, changes, id="%s-%s" % (module, what))
+
+
+CHECK_CASES = [
+    check("encryption_key", "new-key-file", lambda w: {"path": sp(w, "bvhx-new.hex")}),
+    check("integrity_device", "format-a-blank-device",
+          lambda w: {"device": w["dev"]["victim"], "name": PREFIX + "ck", "wipe": "none"}),
+    check("loop_device", "new-file-attached", lambda w: {"file": sp(w, "bvhx-new.img"), "size": "8M"}),
+    check("luks2_volume", "open", lambda w: {"device": w["dev"]["luks"], "name": LUKS, "state": "opened",
+                                             "passphrase": w["luks_pass"]}),
+    check("md_array", "create-raid1",
+          lambda w: {"name": PREFIX + "md", "level": 1, "devices": [w["dev"]["spare"], w["dev"]["victim"]]}),
+    check("systemd_units", "new-directory-and-file",
+          lambda w: {"directories": [{"path": sp(w, "bvhx-ck")}],
+                     "files": [{"path": sp(w, "bvhx-ck", "bvhx.sh"), "content": "#!/bin/sh\n", "mode": "0755"}],
+                     "verify": False, "systemd": "never"}),
+    check("zfs_bookmark", "new-bookmark", {"snapshot": POOL + "/plain@s2", "bookmark": "ck"}),
+    check("zfs_dataset", "new-dataset", {"name": POOL + "/" + PREFIX + "ck"}),
+    check("zfs_info", "read-only", {"name": POOL}, changes=False),
+    check("zfs_key", "load", lambda w: {"name": POOL + "/enc", "state": "loaded", "key_file": w["right_file"]}),
+    check("zfs_pool", "create-on-a-blank-device",
+          lambda w: {"name": PREFIX + "ck", "vdevs": [{"devices": [w["dev"]["spare"]]}]}),
+    check("zfs_prune", "keep-one", {"name": POOL + "/plain", "keep_last": 1}),
+    check("zfs_replicate", "seed", {"source": POOL + "/plain", "target": POOL + "/" + PREFIX + "rep"}),
+    check("zfs_snapshot", "new-snapshot", {"name": POOL + "/plain@ck"}),
+    check("zfs_verify", "with-the-key", lambda w: {"name": POOL + "/enc", "key_file": w["right_file"]},
+          changes=None),
+]
+
+
+@pytest.mark.parametrize("name,args,changes", CHECK_CASES)
+def test_check_mode_plans_a_real_change_and_touches_nothing(module, world, name, args, changes):
+    args = args(world) if callable(args) else args
+    before = state(world)
+    res = module(name, args, check=True)
+    after = state(world)
+    problems = ["the system changed: " + c for c in _changes(before, after)]
+    if res.failed:
+        problems.append("the module failed: %s" % res.get("msg"))
+    elif changes is not None and res.get("changed") is not changes:
+        problems.append("changed is %r, not %r" % (res.get("changed"), changes))
+    report = "\n".join(problems + ["result: " + str(res)])
     for s in world["secrets"]:
         report = report.replace(s, "<secret>")
     assert not problems, report
