@@ -45,9 +45,10 @@ options:
   state:
     description:
       - V(attached) the file is attached to a loop device.
-      - V(detached) no loop device uses the file; the file is kept.
-      - V(absent) detached and the file removed. A device still in use is detached by the kernel
-        only when closed; the file is then kept and the module fails.
+      - V(detached) no loop device uses the file; the file is kept. A device still in use (a mount,
+        a pool, a dm mapping or md array on it) is detached by the kernel only when it is closed.
+      - V(absent) detached and the file removed. A device in use is refused before anything
+        happens (close what holds it first).
     type: str
     choices: [attached, detached, absent]
     default: attached
