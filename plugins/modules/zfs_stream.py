@@ -44,7 +44,9 @@ extends_documentation_fragment:
 options:
   state:
     description:
-      - V(exported) writes a package that brings O(target_id) up to date (nothing when it is).
+      - V(exported) writes a package that brings O(target_id) up to date. When every dataset of
+        the group travelled at its newest snapshot and nothing was written since, no snapshot is
+        taken and nothing is written (C(changed=false)).
       - V(imported) receives every pending package of O(dataset)'s group into O(target).
     type: str
     choices: [exported, imported]

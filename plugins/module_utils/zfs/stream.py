@@ -128,6 +128,21 @@ def _widen(runner, dataset):
     return src, dataset, []
 
 
+def _newest(src, name):
+    snaps = src.snapshots_of(name)
+    return snaps[-1].name.split("@", 1)[1] if snaps else None
+
+
+def _nothing_new(src, stand_in, names):
+    """Every dataset of the group already travelled at its newest snapshot and nothing was
+    written since: a new snapshot would carry nothing (so none is taken, no package written)."""
+    for n in names:
+        snaps, sent = src.snapshots_of(n), stand_in.snapshots_of(n)
+        if not snaps or not sent or snaps[-1]["guid"] != sent[-1]["guid"] or (src.get(n)["written"] or 0):
+            return False
+    return True
+
+
 def export(runner, o, now=None):
     """Write the package that brings ``target_id`` up to date with ``o.dataset``'s group."""
     if not valid_name(o.dataset):
@@ -155,9 +170,12 @@ def export(runner, o, now=None):
     ropts = Options(source=root, target=root, recursive=True, snapshot=o.snapshot, hold=False,
                     bookmark=False, resume=False)
     short, new = _choose_snapshot(src, root, ropts, names, now)
+    stand_in = recorded_target(src, root, o.target_id)
+    if new and _nothing_new(src, stand_in, names):
+        return {"dataset": root, "target_id": o.target_id, "snapshot": _newest(src, root), "warnings": warnings,
+                "package": None, "datasets": [], "streams": [], "snapshot_taken": False, "changed": False}
     stand_in_parent = Dataset(root.rsplit("/", 1)[0], "filesystem", {"encryption": "off"})
-    plan = plan_replication(src, recorded_target(src, root, o.target_id), ropts, root, root, short,
-                            new, stand_in_parent)
+    plan = plan_replication(src, stand_in, ropts, root, root, short, new, stand_in_parent)
     if plan.refused:
         raise Refusal("; ".join("%s: %s" % kv for kv in sorted(plan.refused.items())))
     planned = [st for st in plan.streams if st.status == "planned"]

@@ -75,3 +75,15 @@ def test_receive_commands_keep_replicas_read_only_and_local_mountpoints():
     inc = dict(entry("incremental", ["a/er/c"], {"a/er/c": "2"}, "s1", "1", send="zfs send -w -I a/er/c@s1 a/er/c@s2"),
                key_id="k2")
     assert stream.recv_argv(inc, "b/er/c")[-3:] == ["-o", "blindvault:key-id=k2", "b/er/c"]
+
+
+def test_nothing_written_since_the_last_package_means_nothing_to_export():
+    src = Tree((fs("a/er", "a/er"), fs("a/er/c", "a/er"), snap("a/er@s1", 10, 1), snap("a/er/c@s1", 10, 2),
+                mark("a/er#bvs.b.s1", 10, 1), mark("a/er/c#bvs.b.s1", 10, 2)))
+    names = ["a/er", "a/er/c"]
+    assert stream._nothing_new(src, stream.recorded_target(src, "a/er", "b"), names)
+    busy = Tree(tuple(d if d.name != "a/er/c" else fs("a/er/c", "a/er", written=8192) for d in src.entries))
+    assert not stream._nothing_new(busy, stream.recorded_target(busy, "a/er", "b"), names)
+    newer = Tree(src.entries + (snap("a/er@s2", 20, 3), snap("a/er/c@s2", 20, 4)))
+    assert not stream._nothing_new(newer, stream.recorded_target(newer, "a/er", "b"), names)
+    assert not stream._nothing_new(src, stream.recorded_target(src, "a/er", "c"), names)
