@@ -138,7 +138,7 @@ def _nothing_new(src, stand_in, names):
     written since: a new snapshot would carry nothing (so none is taken, no package written)."""
     for n in names:
         snaps, sent = src.snapshots_of(n), stand_in.snapshots_of(n)
-        if not snaps or not sent or snaps[-1]["guid"] != sent[-1]["guid"] or (src.get(n)["written"] or 0):
+        if not snaps or not sent or snaps[-1]["guid"] != sent[-1]["guid"] or src.get(n)["written"]:
             return False
     return True
 
