@@ -1,6 +1,15 @@
 """zfs_stream's decisions on hand-built trees: the stand-in target from bookmarks, the import
 chain (the lab's tests/integration/test_zfs_stream.py proves the same against real ZFS)."""
 
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from ansible_collections.blindvault.storage.plugins.module_utils.plan import Refusal
+from ansible_collections.blindvault.storage.plugins.module_utils.runner import Runner
 from ansible_collections.blindvault.storage.plugins.module_utils.zfs import stream
 from ansible_collections.blindvault.storage.plugins.module_utils.zfs.state import Dataset, Tree
 
@@ -87,3 +96,83 @@ def test_nothing_written_since_the_last_package_means_nothing_to_export():
     newer = Tree(src.entries + (snap("a/er@s2", 20, 3), snap("a/er/c@s2", 20, 4)))
     assert not stream._nothing_new(newer, stream.recorded_target(newer, "a/er", "b"), names)
     assert not stream._nothing_new(src, stream.recorded_target(src, "a/er", "c"), names)
+
+
+# -- export and import end to end, with trees served by hand and a stand-in zfs on PATH --------
+
+FAKE_ZFS = """#!/bin/sh
+log="$FAKE_ZFS_DIR/log"
+echo "$*" >> "$log"
+case "$1" in
+  send) printf 'stream of %s\\n' "$*"; head -c 200000 /dev/zero ;;
+  recv) for last; do :; done; cat > "$FAKE_ZFS_DIR/recv-$(echo "$last" | tr / %)" ;;
+  program) cat > /dev/null; echo '{"return": {}}' ;;
+  snapshot|bookmark) ;;
+  *) echo "fake zfs: unexpected $*" >&2; exit 2 ;;
+esac
+"""
+
+
+@pytest.fixture
+def site(tmp_path, monkeypatch):
+    if not (shutil.which("age-keygen") and shutil.which("openssl")):
+        pytest.skip("age-keygen and openssl are needed")
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "zfs").write_text(FAKE_ZFS)
+    (bindir / "zfs").chmod(0o755)
+    monkeypatch.setenv("FAKE_ZFS_DIR", str(tmp_path))
+    out = subprocess.run(["age-keygen", "-o", str(tmp_path / "id")], capture_output=True, text=True, check=True)
+    rcpt = [w for w in out.stderr.split() if w.startswith("age1")][0]
+    subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", str(tmp_path / "k.pem")], check=True)
+    subprocess.run(["openssl", "pkey", "-in", str(tmp_path / "k.pem"), "-pubout", "-out", str(tmp_path / "k.pub")],
+                   check=True)
+    (tmp_path / "carrier").mkdir()
+    trees = {}
+    monkeypatch.setattr(stream, "read_tree", lambda runner, names, **kw: trees[names[0]].pop(0))
+    return dict(tmp=tmp_path, rcpt=rcpt, trees=trees,
+                runner=lambda check=False: Runner(check_mode=check, path=str(bindir) + os.pathsep + "/usr/bin:/bin"))
+
+
+def test_export_writes_a_package_and_marks_what_travelled_then_import_receives_it(site):
+    before = Tree((fs("a/er", "a/er", referenced=1, **{"blindvault:key-id": "k1"}), fs("a/er/c", "a/er", referenced=1)))
+    after = Tree(before.entries + (snap("a/er@t1", 10, 101), snap("a/er/c@t1", 10, 102)))
+    site["trees"]["a/er/c"] = [Tree((before.get("a/er/c"),))]
+    site["trees"]["a/er"] = [before, after]
+    o = stream.ExportOptions("a/er/c", "site-b", str(site["tmp"] / "carrier"), [site["rcpt"]],
+                             str(site["tmp"] / "k.pem"), snapshot="t1")
+    res = stream.export(site["runner"](), o)
+    assert res["changed"] and res["snapshot_taken"] and res["dataset"] == "a/er" and "R1" in res["warnings"][0]
+    assert [s["kind"] for s in res["streams"]] == ["full"] and res["streams"][0]["sha256"]
+    log = (site["tmp"] / "log").read_text().splitlines()
+    assert log[0] == "snapshot -r a/er@t1" and log[1] == "send -w -R a/er@t1"
+    assert log[2].startswith("program -j a /dev/stdin a/er@t1 a/er#bvs.site-b.t1 a/er/c@t1 a/er/c#bvs.site-b.t1")
+    manifest = json.loads(open(os.path.join(res["package"], "manifest.json")).read())["manifest"]
+    assert manifest["streams"][0]["guids"] == {"a/er": "101", "a/er/c": "102"} and manifest["streams"][0]["key_id"] == "k1"
+
+    site["trees"]["b/er"] = [Tree(()), Tree(())]
+    site["trees"]["b"] = [Tree((fs("b"),))]
+    i = stream.ImportOptions("a/er", "b/er", str(site["tmp"] / "carrier"), [str(site["tmp"] / "k.pub")],
+                             str(site["tmp"] / "id"))
+    got = stream.import_(site["runner"](), i)
+    assert got["changed"] and [p["package"] for p in got["packages"]] == [os.path.basename(res["package"])]
+    received = (site["tmp"] / "recv-b%er").read_bytes()
+    assert received == b"stream of send -w -R a/er@t1\n" + bytes(200000)  # decrypted, byte for byte
+    assert "recv -u -o readonly=on -o blindvault:replica-of=a/er -x mountpoint b/er" in \
+        (site["tmp"] / "log").read_text()
+
+
+def test_export_refusals_come_before_anything_runs(site):
+    o = stream.ExportOptions("a/er", "site b", str(site["tmp"] / "carrier"), [site["rcpt"]], str(site["tmp"] / "k.pem"))
+    with pytest.raises(Refusal, match="target_id"):
+        stream.export(site["runner"](), o)
+    o.target_id, o.recipients = "site-b", ["age1nope"]
+    with pytest.raises(Refusal, match="recipients"):
+        stream.export(site["runner"](), o)
+    o.recipients, o.signing_key = [site["rcpt"]], str(site["tmp"] / "k.pub")
+    with pytest.raises(Refusal, match="not an unencrypted PEM private key"):
+        stream.export(site["runner"](), o)
+    o.signing_key, o.directory = str(site["tmp"] / "k.pem"), str(site["tmp"] / "nowhere")
+    with pytest.raises(Refusal, match="does not exist"):
+        stream.export(site["runner"](), o)
+    assert not (site["tmp"] / "log").exists()
