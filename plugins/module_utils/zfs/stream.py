@@ -172,6 +172,12 @@ def export(runner, o, now=None):
     short, new = _choose_snapshot(src, root, ropts, names, now)
     stand_in = recorded_target(src, root, o.target_id)
     if new and _nothing_new(src, stand_in, names):
+        # ``written`` counts synced transaction groups only: data written a moment ago shows
+        # after a sync. Read again before saying there is nothing to send.
+        runner.run(["zpool", "sync", root.split("/", 1)[0]])
+        src = read_tree(runner, [root], recursive=True, extra=SOURCE_EXTRA)
+        stand_in = recorded_target(src, root, o.target_id)
+    if new and _nothing_new(src, stand_in, names):
         return {"dataset": root, "target_id": o.target_id, "snapshot": _newest(src, root), "warnings": warnings,
                 "package": None, "datasets": [], "streams": [], "snapshot_taken": False, "changed": False}
     stand_in_parent = Dataset(root.rsplit("/", 1)[0], "filesystem", {"encryption": "off"})
