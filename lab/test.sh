@@ -40,7 +40,7 @@ do_sanity() {
       --junit 2>&1 | grep -v 'is ignored: it is neither a file nor a directory')
   local rc=${PIPESTATUS[0]}
   # ansible-lint's production profile over the whole tree (.ansible-lint: offline, no skips)
-  (cd "$BV_TOP" && ANSIBLE_COLLECTIONS_PATH=$(bv_link_collection) "$BV_VENV/bin/ansible-lint" --nocolor) ||
+  (cd "$BV_TOP" && PATH="$BV_VENV/bin:$PATH" ANSIBLE_COLLECTIONS_PATH=$(bv_link_collection) ansible-lint --nocolor) ||
     rc=$(( rc ? rc : 1 ))
   return "$rc"
 }
