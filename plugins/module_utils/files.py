@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 
 
@@ -26,8 +27,27 @@ def write_atomic(path, data, mode=0o600):
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    fsync_dir(directory)
+
+
+def fsync_dir(directory):
+    """Make a rename or a new entry in ``directory`` durable."""
     dfd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(dfd)
     finally:
         os.close(dfd)
+
+
+def open_regular(path, limit=None):
+    """``path`` opened for binary reading if it is a regular file (no symlink followed, no FIFO
+    or device waited on) of at most ``limit`` bytes; raises ValueError naming what it is."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise ValueError("%s is not a regular file" % path)
+    if limit is not None and st.st_size > limit:
+        os.close(fd)
+        raise ValueError("%s is %d bytes, more than the %d expected" % (path, st.st_size, limit))
+    return os.fdopen(fd, "rb")

@@ -203,9 +203,10 @@ class Runner:
                     prev.close()  # the reader owns it now: a dead reader must SIGPIPE the writer
                 prev = proc.stdout
                 procs.append(proc)
+            fed_all = True
             if source is not None:
                 try:
-                    count = self._feed(procs[0].stdin, source)
+                    count, fed_all = self._feed(procs[0].stdin, source)
                 except BaseException:
                     for proc in procs:  # an incomplete stream: let them see EOF and give up
                         try:
@@ -254,12 +255,16 @@ class Runner:
         if failed is not None:
             raise CommandError(argvs[failed], rcs[failed], "", "%s (in: %s)" % (
                 stderrs[failed].strip() or "no output", shown))
+        if not fed_all:
+            raise CommandError(argvs[0], rcs[0], "", "%s stopped reading before the end of its input: "
+                               "the rest was not delivered (in: %s)" % (argvs[0][0], shown))
         return result
 
     @staticmethod
     def _feed(stdin, source):
-        """Write ``source``'s chunks to ``stdin``; stop quietly when the reader has gone (its
-        exit status tells why); always close the pipe, so an aborting source ends the reader
+        """Write ``source``'s chunks to ``stdin``; returns (bytes written, whether all of the
+        source was). A reader that leaves early stops the feeding (its exit status, or the
+        caller, says why); the pipe is always closed, so an aborting source ends the reader
         with an incomplete stream."""
         count = 0
         try:
@@ -267,13 +272,15 @@ class Runner:
                 stdin.write(chunk)
                 count += len(chunk)
         except BrokenPipeError:
-            pass
+            if hasattr(source, "close"):
+                source.close()
+            return count, False
         finally:
             try:
                 stdin.close()
             except BrokenPipeError:
                 pass
-        return count
+        return count, True
 
     @contextmanager
     def secret_file(self, secret):

@@ -157,11 +157,14 @@ def plan_files(files, directories):
     return plan, dir_results, file_results, diffs, before
 
 
+NO_ANALYZE = "systemd-analyze is not installed: install systemd, or set verify: false"
+
+
 def _verify(runner, paths):
     try:
         runner.run(["systemd-analyze", "verify", "--man=no"] + list(paths))
     except ToolNotFound:
-        raise Refusal("systemd-analyze is not installed: install systemd, or set verify: false") from None
+        raise Refusal(NO_ANALYZE) from None
     except CommandError as exc:
         raise Refusal("systemd-analyze verify found problems in %s: %s"
                       % (", ".join(os.path.basename(p) for p in paths),
@@ -178,11 +181,15 @@ def _apply_files(runner, files, directories, before, verify):
         try:
             runner.which("systemd-analyze")  # before anything is written
         except ToolNotFound:
-            raise Refusal("systemd-analyze is not installed: install systemd, or set verify: false") from None
-    dirs_before = []
+            raise Refusal(NO_ANALYZE) from None
+    dirs_before = []  # (path, mode before or None if this call creates it), parents first
     for d in directories:
         mode = parse_mode(d.mode, d.path)
-        dirs_before.append((d.path, _dir_state(d)))
+        missing, p = [], d.path
+        while p and p != "/" and not os.path.lexists(p):
+            missing.append(p)
+            p = os.path.dirname(p)
+        dirs_before += [(m, None) for m in reversed(missing)] or [(d.path, _dir_state(d))]
         os.makedirs(d.path, mode=mode, exist_ok=True)
         os.chmod(d.path, mode)
     units = [f for f in files if f.is_unit]

@@ -28,9 +28,10 @@ description:
   - "Import checks, before any byte reaches C(zfs recv): every manifest's signature against
     O(trusted_signers) (age authenticates no sender: anyone holding a public recipient key could
     forge a stream), every file's size and sha256, and the chain (each incremental's base must be
-    the target's newest snapshot, by guid). A package the target already has (by guid) is
-    skipped, so a second run changes nothing. While receiving, each file is hashed again and its
-    last chunk withheld until it matches."
+    the target's newest snapshot, by guid), and that O(identity_file) opens each file's age
+    header, which the manifest signs too (it fixes the payload key, so every chunk received is one
+    the sender wrote). A package the target already has (by guid) is skipped, so a second run
+    changes nothing."
   - No plaintext touches a disk; every file decrypts with C(age -d -i IDENTITY) too.
   - Receives are unmounted, C(readonly=on), marked C(blindvault:replica-of), and do not take
     mountpoints from the source, as with M(blindvault.storage.zfs_replicate).

@@ -164,7 +164,11 @@ class Writer:
         self._buf = bytearray()
         self._counter = 0
         self.plain_bytes = 0
-        out.write(header + b" " + _b64(mac) + b"\n" + nonce)
+        start = header + b" " + _b64(mac) + b"\n" + nonce
+        # The header (the wrapped file key, its MAC) and the payload nonce fix the payload key:
+        # a signature over this hash authenticates every chunk that follows (Reader checks it).
+        self.header_sha256 = hashlib.sha256(start).hexdigest()
+        out.write(start)
 
     def write(self, data):
         self._buf += data
@@ -203,10 +207,11 @@ class Reader:
 
     Iterate over it for the plaintext chunks. Every chunk is authenticated before it is
     yielded; a damaged, truncated or extended file raises :class:`AgeFileError` at the chunk
-    where it is found (a consumer that must not see any byte of a bad file checks a signed
-    hash of the whole file first)."""
+    where it is found. age authenticates no sender: ``header_sha256`` (from a signed
+    :attr:`Writer.header_sha256`) binds the file to its writer, since the header and nonce fix
+    the payload key; it is checked before any chunk is yielded."""
 
-    def __init__(self, f, identities):
+    def __init__(self, f, identities, header_sha256=None):
         self._f = f
         if _read_line(f) != b"age-encryption.org/v1":
             raise AgeFileError("not an age file (age-encryption.org/v1)")
@@ -216,6 +221,7 @@ class Reader:
             line = _read_line(f)
             if line.startswith(b"---"):
                 header += b"---"
+                mac_line = line[3:]
                 mac = _unb64(line[4:]) if line[3:4] == b" " else b""
                 break
             if not line.startswith(b"-> "):
@@ -236,7 +242,10 @@ class Reader:
             share = _unb64(args[1])
             for ident in identities:
                 recipient = ident.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-                shared = ident.exchange(X25519PublicKey.from_public_bytes(share))
+                try:
+                    shared = ident.exchange(X25519PublicKey.from_public_bytes(share))
+                except ValueError:  # not 32 bytes, or a low-order point
+                    raise AgeFileError("an X25519 stanza of the age header is invalid") from None
                 wrap = _hkdf(shared, share + recipient, b"age-encryption.org/v1/X25519")
                 try:
                     file_key = ChaCha20Poly1305(wrap).decrypt(bytes(12), _unb64(body), None)
@@ -253,6 +262,9 @@ class Reader:
         nonce = f.read(16)
         if len(nonce) != 16:
             raise AgeFileError("truncated age file (no payload nonce)")
+        self.header_sha256 = hashlib.sha256(header + mac_line + b"\n" + nonce).hexdigest()
+        if header_sha256 is not None and not hmac.compare_digest(self.header_sha256, header_sha256):
+            raise AgeFileError("the age header is not the one the manifest signed (another writer's file)")
         self._aead = ChaCha20Poly1305(_hkdf(file_key, nonce, b"payload"))
 
     def __iter__(self):

@@ -92,7 +92,10 @@ def verify(envelope, trusted):
         raise SignatureError("the manifest's signature is not base64") from None
     if not trusted:
         raise SignatureError("no trusted signer is configured")
-    body = canonical(manifest)
+    try:
+        body = canonical(manifest)
+    except (UnicodeError, ValueError, RecursionError):
+        raise SignatureError("the manifest cannot be put in canonical form (not plain JSON text)") from None
     for key in trusted:
         try:
             key.verify(raw, body)

@@ -69,8 +69,10 @@ def valid_component(part):
 
 
 def valid_name(name):
-    """A dataset name: parts of ZFS's characters (no space), no ``.``/``..`` part, < 256 bytes."""
-    return bool(name) and len(name) < 256 and all(valid_component(p) for p in name.split("/"))
+    """A dataset name: parts of ZFS's characters (no space), no ``.``/``..`` part, < 256 bytes,
+    starting with a letter as a pool name must (so it can never be read as a command option)."""
+    return bool(name) and name[0].isalpha() and len(name) < 256 \
+        and all(valid_component(p) for p in name.split("/"))
 
 
 class DatasetSpec:

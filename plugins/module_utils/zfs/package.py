@@ -11,10 +11,11 @@ base and snapshot guids it carries. It is written under ``.<name>.partial-*`` an
 complete, so a torn package never looks like one.
 
 Receiving checks the signature and every file's hash **before any byte reaches** ``zfs recv``
-(an ``-I`` stream commits each snapshot as it goes), then decrypts file by file; while it does,
-it hashes the file again and withholds the last decrypted chunk (which holds the stream's END
-record) until the whole file matched: a file swapped between the two reads leaves ``zfs recv``
-with an incomplete stream, which commits nothing more.
+(an ``-I`` stream commits each snapshot as it goes), then decrypts file by file. The manifest
+also signs each file's age header and payload nonce (``header_sha256``), which fix the payload
+key, so every chunk decrypted is one the sender wrote: a file swapped after the check is refused
+at its header, before a byte is received, and a cut one fails at the cut. ``zfs recv`` leaving
+before the end of its input fails the receive too.
 
 No plaintext touches a disk: ``zfs send`` is read through a pipe into the age writer, and the
 age reader feeds ``zfs recv``'s stdin.
@@ -32,11 +33,12 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-from ..files import write_atomic
+from ..files import fsync_dir, open_regular, write_atomic
 from ..keys import age, signing
 
 FORMAT = "blindvault-zfs-stream-package/1"
 MANIFEST = "manifest.json"
+MANIFEST_LIMIT = 16 << 20
 PACKAGE_NAME = re.compile(r"^[A-Za-z0-9_.:@%+-]+$")
 
 
@@ -75,14 +77,6 @@ class _HashingWriter:
         self.bytes += len(data)
 
 
-def _fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_package(runner, directory, name, streams, recipients, signing_key, info, now=None):
     """Write ``streams`` as package ``name`` under ``directory``; return the manifest (a dict).
 
@@ -110,6 +104,7 @@ def write_package(runner, directory, name, streams, recipients, signing_key, inf
                 "send": " ".join(spec.send), "snapshot": spec.snapshot, "guids": dict(spec.guids),
                 "base": spec.base, "base_guid": spec.base_guid, "key_id": spec.key_id,
                 "stream_bytes": piped.out_bytes, "bytes": hashed.bytes, "sha256": hashed.sha.hexdigest(),
+                "header_sha256": sealer.header_sha256,
             })
         manifest = dict(info, format=FORMAT, streams=entries,
                         created=(now or datetime.datetime.now(datetime.timezone.utc)).isoformat())
@@ -121,7 +116,7 @@ def write_package(runner, directory, name, streams, recipients, signing_key, inf
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _fsync_dir(directory)
+    fsync_dir(directory)
     return manifest
 
 
@@ -148,12 +143,14 @@ def open_package(path, trusted):
 def read_manifest(path, trusted):
     """The manifest of the package at ``path`` once its signature is checked (files unread)."""
     try:
-        with open(os.path.join(path, MANIFEST), "rb") as f:
+        with open_regular(os.path.join(path, MANIFEST), MANIFEST_LIMIT) as f:
             envelope = json.loads(f.read().decode("utf-8"))
     except FileNotFoundError:
         raise PackageError("%s has no %s (not a package, or a torn one)" % (path, MANIFEST)) from None
-    except ValueError as e:
-        raise PackageError("%s/%s is not JSON (%s)" % (path, MANIFEST, e)) from None
+    except (ValueError, RecursionError) as e:
+        raise PackageError("%s/%s is not a manifest (%s)" % (path, MANIFEST, e)) from None
+    except OSError as e:
+        raise PackageError("%s/%s cannot be read: %s" % (path, MANIFEST, e.strerror or e)) from None
     try:
         manifest = signing.verify(envelope, trusted)
     except signing.SignatureError as e:
@@ -173,7 +170,7 @@ def check_files(path, manifest):
         if not isinstance(fname, str) or os.path.basename(fname) != fname or fname.startswith("."):
             raise PackageError("%s: the manifest names a file outside the package: %r" % (path, fname))
         named.add(fname)
-        digest, size = _hash_file(os.path.join(path, fname), path)
+        digest, size = _hash_file(os.path.join(path, fname), path, entry.get("bytes"))
         if size != entry.get("bytes") or digest != entry.get("sha256"):
             raise PackageError("%s/%s does not match its signed sha256 and size (%d bytes, "
                                "signed %s): damaged or altered; nothing was received"
@@ -183,40 +180,69 @@ def check_files(path, manifest):
         raise PackageError("%s holds stream files the manifest does not name: %s" % (path, ", ".join(extra)))
 
 
-def _hash_file(fpath, path):
-    sha, size = hashlib.sha256(), 0
+def _open_stream_file(fpath, path, size=None):
     try:
-        with open(fpath, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                sha.update(block)
-                size += len(block)
+        return open_regular(fpath, size if isinstance(size, int) else None)
     except FileNotFoundError:
         raise PackageError("%s: %s is missing" % (path, os.path.basename(fpath))) from None
-    return sha.hexdigest(), size
+    except (OSError, ValueError) as e:
+        raise PackageError("%s: %s" % (path, getattr(e, "strerror", None) or e)) from None
 
 
-def _checked_plaintext(f, entry, identities):
-    """Decrypted chunks of ``f``; the last one only after the whole file matched its hash."""
-    sha = hashlib.sha256()
+def _hash_file(fpath, path, size=None):
+    """(sha256, size) of a stream file: a regular file, no larger than its signed size."""
+    sha, got = hashlib.sha256(), 0
+    with _open_stream_file(fpath, path, size) as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            sha.update(block)
+            got += len(block)
+    return sha.hexdigest(), got
 
-    class Tee:
-        def read(self, n=-1):
-            data = f.read(n)
-            sha.update(data)
-            return data
 
-        def readline(self, limit=-1):
-            data = f.readline(limit)
-            sha.update(data)
-            return data
+class _HashingReader:
+    """A binary file that hashes what is read from it (for age.Reader)."""
 
+    def __init__(self, f):
+        self.f = f
+        self.sha = hashlib.sha256()
+
+    def read(self, n=-1):
+        data = self.f.read(n)
+        self.sha.update(data)
+        return data
+
+    def readline(self, limit=-1):
+        data = self.f.readline(limit)
+        self.sha.update(data)
+        return data
+
+
+def open_stream(path, entry, identities):
+    """An age.Reader over one stream file whose header is the one the manifest signed (the
+    identity is proven to open it); check mode stops here."""
+    if not isinstance(entry.get("header_sha256"), str):
+        raise PackageError("%s: the manifest signs no age header for %s" % (path, entry.get("file")))
+    f = _open_stream_file(os.path.join(path, entry["file"]), path, entry.get("bytes"))
+    hashed = _HashingReader(f)
+    try:
+        return f, hashed, age.Reader(hashed, identities, header_sha256=entry["header_sha256"])
+    except age.AgeFileError as e:
+        f.close()
+        raise PackageError("%s: %s" % (entry["file"], e)) from None
+
+
+def _checked_plaintext(f, hashed, reader, entry):
+    """Decrypted chunks; the last one only after the whole file matched its signed hash."""
     held = None
-    for chunk in age.Reader(Tee(), identities):
-        if held is not None:
-            yield held
-        held = chunk
-    sha.update(f.read())  # nothing should be left; if something is, the hash says so
-    if sha.hexdigest() != entry["sha256"]:
+    try:
+        for chunk in reader:
+            if held is not None:
+                yield held
+            held = chunk
+    except age.AgeFileError as e:
+        raise PackageError("%s: %s" % (entry["file"], e)) from None
+    hashed.read()  # nothing should be left; if something is, the hash says so
+    if hashed.sha.hexdigest() != entry["sha256"]:
         raise PackageError("%s changed after it was checked: the receive was stopped before its end"
                            % entry["file"])
     if held:
@@ -225,8 +251,6 @@ def _checked_plaintext(f, entry, identities):
 
 def receive_stream(runner, path, entry, identities, recv_argv):
     """Decrypt one stream file of a checked package into ``recv_argv`` (``zfs recv ...``)."""
-    with open(os.path.join(path, entry["file"]), "rb") as f:
-        try:
-            return runner.pipeline([recv_argv], changes=True, source=_checked_plaintext(f, entry, identities))
-        except age.AgeFileError as e:
-            raise PackageError("%s: %s" % (entry["file"], e)) from None
+    f, hashed, reader = open_stream(path, entry, identities)
+    with f:
+        return runner.pipeline([recv_argv], changes=True, source=_checked_plaintext(f, hashed, reader, entry))

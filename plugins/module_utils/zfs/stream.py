@@ -13,9 +13,9 @@ stand-in target tree built from them, so it chooses full or incremental exactly 
 against a live replica.
 
 Import checks every manifest's signature, the chain of every pending package against the
-target (each incremental's base must be the target's newest snapshot, by guid) and every
-file's hash before anything is received; then each stream is decrypted into ``zfs recv``
-(:mod:`.package`). A package whose snapshots the target already has is skipped (by guid), so a
+target (each incremental's base must be the target's newest snapshot, by guid), every file's
+hash and its signed age header before anything is received; then each stream is decrypted
+into ``zfs recv`` (:mod:`.package`). A package whose snapshots the target already has is skipped (by guid), so a
 second run changes nothing.
 """
 
@@ -165,18 +165,15 @@ def export(runner, o, now=None):
     _directory(o.directory)
 
     now = time.time() if now is None else now
+    # ``written`` (is there anything new?) counts synced transaction groups only: data written
+    # a moment ago shows after a sync
+    runner.run(["zpool", "sync", o.dataset.split("/", 1)[0]])
     src, root, warnings = _widen(runner, o.dataset)
     names = [d.name for d in src.datasets if d.name == root or d.name.startswith(root + "/")]
     ropts = Options(source=root, target=root, recursive=True, snapshot=o.snapshot, hold=False,
                     bookmark=False, resume=False)
     short, new = _choose_snapshot(src, root, ropts, names, now)
     stand_in = recorded_target(src, root, o.target_id)
-    if new and _nothing_new(src, stand_in, names):
-        # ``written`` counts synced transaction groups only: data written a moment ago shows
-        # after a sync. Read again before saying there is nothing to send.
-        runner.run(["zpool", "sync", root.split("/", 1)[0]])
-        src = read_tree(runner, [root], recursive=True, extra=SOURCE_EXTRA)
-        stand_in = recorded_target(src, root, o.target_id)
     if new and _nothing_new(src, stand_in, names):
         return {"dataset": root, "target_id": o.target_id, "snapshot": _newest(src, root), "warnings": warnings,
                 "package": None, "datasets": [], "streams": [], "snapshot_taken": False, "changed": False}
@@ -243,6 +240,17 @@ def _identities(path):
 def _newest_guid(tree, name):
     snaps = tree.snapshots_of(name)
     return str(snaps[-1]["guid"]) if snaps else None
+
+
+def _check_entries(path, m, group):
+    """A signed manifest is trusted, and still checked: names under the group, known kinds."""
+    for e in m["streams"]:
+        ds = e.get("datasets") if isinstance(e, dict) else None
+        if not ds or not isinstance(e.get("guids"), dict) or e.get("kind") not in ("full", "incremental", "group") \
+                or not all(isinstance(n, str) and valid_name(n) and (n == group or n.startswith(group + "/"))
+                           for n in list(ds) + list(e["guids"])):
+            raise Refusal("%s: the manifest names a stream outside group %s or of an unknown kind; "
+                          "nothing was received" % (os.path.basename(path), group))
 
 
 def recv_argv(entry, target):
@@ -326,6 +334,7 @@ def import_(runner, o):
         except package.PackageError as exc:
             raise Refusal("%s; nothing was received" % exc) from None
         if m.get("group") == o.dataset:
+            _check_entries(path, m, o.dataset)
             manifests.append((path, m))
     dst = read_tree(runner, [o.target], recursive=True, with_holds=False, extra=("written",))
     parent = read_tree(runner, [o.target.rsplit("/", 1)[0]], recursive=False, with_holds=False,
@@ -344,11 +353,13 @@ def import_(runner, o):
         result["warnings"] = ["no package of %s in %s" % (o.dataset, o.directory)]
     if refusals:
         raise Refusal("; ".join(refusals) + "; nothing was received")
-    for path, m in pending:  # every byte checked before the first receive
+    for path, m in pending:  # every byte checked, and every header opened, before the first receive
         try:
             package.check_files(path, m)
+            for e in m["streams"]:
+                package.open_stream(path, e, ids)[0].close()
         except package.PackageError as exc:
-            raise Refusal("%s" % exc) from None
+            raise Refusal("%s; nothing was received" % exc) from None
     if runner.check_mode or not pending:
         result["hazards"] = tree_hazards(dst)
         return result

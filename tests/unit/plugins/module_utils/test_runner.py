@@ -139,3 +139,13 @@ def test_a_reader_that_dies_early_is_the_cause():
 def test_source_and_sink_together_are_refused():
     with pytest.raises(TypeError):
         Runner().pipeline([["cat"]], source=iter([]), sink=print)
+
+
+def test_a_reader_that_leaves_early_without_an_error_still_fails_the_pipeline():
+    def source():
+        for _chunk in range(64):
+            yield b"x" * 65536
+        raise AssertionError("never reached: the reader left")
+
+    with pytest.raises(CommandError, match="stopped reading before the end of its input"):
+        Runner().pipeline([["head", "-c", "100"]], source=source())

@@ -90,6 +90,9 @@ def test_a_failed_check_puts_back_the_scripts_written_before_it(tmp_path):
 @needs_analyze
 def test_a_failed_first_install_leaves_no_directory_and_no_script(tmp_path):
     args = unit_args(tmp_path)
+    args["directories"][0]["path"] = str(tmp_path / "opt" / "bv" / "libexec")  # parents made too
+    args["files"][0]["path"] = str(tmp_path / "opt" / "bv" / "libexec" / "bv-check")
+    args["files"][1]["content"] = service(tmp_path / "opt" / "bv" / "libexec" / "bv-check")
     args["files"][1]["content"] += "ExecStartPre=/nonexistent/bv-pre\n"
     bad = run_module("systemd_units", args)
     assert bad.failed and "put back as they were" in bad["msg"], bad

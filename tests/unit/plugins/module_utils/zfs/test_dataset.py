@@ -114,7 +114,7 @@ def test_yaml_booleans_for_encryption():
 
 
 @pytest.mark.parametrize("name,ok", [
-    ("tank", True), ("tank/a.b/c_d:e-f", True), ("tank/..", False), ("tank/./x", False),
+    ("tank", True), ("tank/a.b/c_d:e-f", True), ("-r", False), ("1tank/a", False), ("tank/..", False), ("tank/./x", False),
     ("tank/a b", False), ("/tank", False), ("tank/", False), ("tank//a", False), ("tank/a@s", False),
     ("tank/a#b", False), ("tank/%recv", False), ("tank/" + "x" * 251, False), ("", False),
 ])

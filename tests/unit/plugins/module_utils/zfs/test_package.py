@@ -101,20 +101,44 @@ def test_damage_foreign_signers_and_stray_files_are_refused_before_receiving(wor
         package.open_package(str(path), [w["pub"]])
 
 
-def test_a_file_swapped_after_the_check_never_completes_the_receive(world):
+def test_a_file_swapped_after_the_check_is_refused_before_a_byte_is_received(world):
     w = world
     manifest = export(w)
     path = str(w["carrier"] / "tank%vault@bv-1")
     package.open_package(path, [w["pub"]])
     entry = manifest["streams"][0]
+    # anyone holding the public recipient can write a valid age file: its header is not the signed one
     forged = subprocess.run(["age", "-r", w["rcpt"]], input=os.urandom(3 * age.CHUNK + 11),
                             capture_output=True, check=True).stdout
+    genuine = open(os.path.join(path, entry["file"]), "rb").read()
     with open(os.path.join(path, entry["file"]), "wb") as f:
         f.write(forged)
     out = w["tmp"] / "recv"
-    with pytest.raises(package.PackageError, match="changed after it was checked"):
+    with pytest.raises(package.PackageError, match="not the one the manifest signed"):
         package.receive_stream(Runner(), path, entry, w["ids"], ["sh", "-c", 'cat > "$0"', str(out)])
-    assert out.stat().st_size == 3 * age.CHUNK  # the last chunk (the stream's END) was withheld
+    assert not out.exists()  # refused at the header: zfs recv never started
+
+    # the genuine file cut short after the check: only the sender's bytes arrive, and it fails
+    with open(os.path.join(path, entry["file"]), "wb") as f:
+        f.write(genuine[:-(11 + 16)])
+    with pytest.raises(package.PackageError, match="chunk 2 is damaged, truncated"):
+        package.receive_stream(Runner(), path, entry, w["ids"], ["sh", "-c", 'cat > "$0"', str(out)])
+    assert out.read_bytes() == w["data"]["tank/vault"][:age.CHUNK]  # a genuine prefix, the rest held back
+
+
+def test_a_stream_file_that_is_a_symlink_or_a_fifo_is_refused_without_waiting(world):
+    w = world
+    manifest = export(w)
+    path = w["carrier"] / "tank%vault@bv-1"
+    victim = path / manifest["streams"][1]["file"]
+    victim.unlink()
+    victim.symlink_to("/dev/zero")
+    with pytest.raises(package.PackageError):
+        package.open_package(str(path), [w["pub"]])
+    victim.unlink()
+    os.mkfifo(victim)
+    with pytest.raises(package.PackageError, match="not a regular file"):
+        package.open_package(str(path), [w["pub"]])
 
 
 def test_a_failed_send_leaves_neither_a_package_nor_a_partial_one(world):

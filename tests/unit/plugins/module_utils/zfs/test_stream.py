@@ -121,6 +121,8 @@ def site(tmp_path, monkeypatch):
     bindir.mkdir()
     (bindir / "zfs").write_text(FAKE_ZFS)
     (bindir / "zfs").chmod(0o755)
+    (bindir / "zpool").write_text("#!/bin/sh\necho \"zpool $*\" >> \"$FAKE_ZFS_DIR/zpool.log\"\n")
+    (bindir / "zpool").chmod(0o755)
     monkeypatch.setenv("FAKE_ZFS_DIR", str(tmp_path))
     out = subprocess.run(["age-keygen", "-o", str(tmp_path / "id")], capture_output=True, text=True, check=True)
     rcpt = [w for w in out.stderr.split() if w.startswith("age1")][0]
@@ -144,6 +146,7 @@ def test_export_writes_a_package_and_marks_what_travelled_then_import_receives_i
     res = stream.export(site["runner"](), o)
     assert res["changed"] and res["snapshot_taken"] and res["dataset"] == "a/er" and "R1" in res["warnings"][0]
     assert [s["kind"] for s in res["streams"]] == ["full"] and res["streams"][0]["sha256"]
+    assert (site["tmp"] / "zpool.log").read_text() == "zpool sync a\n"  # written counts synced txgs
     log = (site["tmp"] / "log").read_text().splitlines()
     assert log[0] == "snapshot -r a/er@t1" and log[1] == "send -w -R a/er@t1"
     assert log[2].startswith("program -j a /dev/stdin a/er@t1 a/er#bvs.site-b.t1 a/er/c@t1 a/er/c#bvs.site-b.t1")
