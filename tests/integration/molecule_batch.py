@@ -101,7 +101,8 @@ def teardown_new(before):
 def recap(text):
     """Per scenario, the counts of Molecule's SCENARIO RECAP (actions, successful, failed...)."""
     found = {}
-    for m in re.finditer(r"^(\S+)\s+:\s+((?:\w+=\d+\s*)+)$", text.split("SCENARIO RECAP")[-1], re.M):
+    # a name as wide as the column leaves no space before the colon
+    for m in re.finditer(r"^([^\s:]+)\s*:\s+((?:\w+=\d+\s*)+)$", text.split("SCENARIO RECAP")[-1], re.M):
         found[m.group(1)] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m.group(2))}
     return found
 
