@@ -14,7 +14,7 @@ help:
 	@echo "make unit|sanity|build|integration   one phase of make test"
 	@echo "make docs           regenerate docs/modules, docs/roles and docs/reference.md from the collection's docs"
 	@echo "make fixtures       re-record tests/unit/fixtures from the real tools inside the VM"
-	@echo "make bench [N=10] [MB=100]  zfs_dataset vs community.general.zfs vs bare zfs; zfs_replicate vs bare send|recv vs syncoid; zfs_stream vs send|age; integrity wipe full/zero/none (one VM boot)"
+	@echo "make bench [N=10] [PEER_N=20] [MB=100]  zfs_dataset vs community.general.zfs vs bare zfs; zfs_replicate vs bare send|recv vs syncoid; zfs_stream vs send|age; integrity wipe full/zero/none (one VM boot)"
 
 test:
 	@$(LAB)/test.sh
@@ -44,7 +44,7 @@ fixtures:
 	@$(LAB)/vm.sh 'bash lab/record-fixtures.sh tests/unit/fixtures'
 
 bench:
-	@$(LAB)/install.sh bench && $(LAB)/vm.sh 'bash bench/zfs_dataset_vs_community.sh $(or $(N),10) && \
+	@$(LAB)/install.sh bench && $(LAB)/vm.sh 'bash bench/zfs_dataset_vs_community.sh $(or $(N),10) $(PEER_N) && \
 	  bash bench/zfs_replicate_vs_syncoid.sh $(or $(MB),100) && bash bench/zfs_stream_vs_age.sh $(or $(MB),100) && \
 	  bash bench/integrity_wipe.sh 256'
 
