@@ -126,6 +126,16 @@ options:
   progress_file:
     description: A file that receives C(zfs send -vP) progress lines (appended, one header per stream).
     type: path
+  target_key_file:
+    description:
+      - The key file of the target's encryption root (a carrier's root, say), for unencrypted
+        datasets sent into an encrypted target - encrypted on receive there (R9, encrypt on the
+        way). Such a non-raw receive needs that key loaded at this site; with this option it is
+        proven first (C(zfs load-key -n), check mode too), loaded for the run's non-raw receives
+        only and unloaded after them (RV(target_key_loaded)). A key that was loaded already is
+        left as it was.
+      - Later hops (carrier to the next site) go raw and need no key.
+    type: path
 notes:
   - Check mode reads both trees and returns the plan per dataset (RV(datasets)) and per stream
     (RV(streams)), with sizes from C(zfs send -nvP) when the snapshot exists, else from the
@@ -156,6 +166,12 @@ EXAMPLES = r"""
     exclude: ["tank/vault-scratch"]
     snapshot: "daily-%Y%m%d"
 
+- name: An unencrypted site's data, encrypted on the way under the carrier's root (key loaded for the receive only)
+  blindvault.storage.zfs_replicate:
+    source: plain/projects
+    target: carrier/site-c/projects
+    target_key_file: /etc/blindvault/carrier.key
+
 - name: What would happen?
   blindvault.storage.zfs_replicate:
     source: tank/vault
@@ -165,6 +181,10 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+target_key_loaded:
+  description: The encryption root whose key O(target_key_file) loaded for this run's non-raw receives (and unloaded after).
+  returned: when it was loaded
+  type: str
 source:
   description: The source tree actually replicated (an encryption group's root when O(source) is a member).
   returned: always
@@ -246,6 +266,7 @@ ARGUMENT_SPEC = dict(
     replica_readonly=dict(type="bool", default=True),
     properties=dict(type="dict", default={}),
     progress_file=dict(type="path"),
+    target_key_file=dict(type="path", no_log=False),
 )
 
 

@@ -91,10 +91,25 @@ options:
   identity_file:
     description: O(state=imported) - an age identity file (C(age-keygen) output) able to decrypt the packages.
     type: path
+  allow_unsigned:
+    description:
+      - O(state=imported) - also import unsigned streams, age files directly in O(directory) made
+        with C(zfs send -w -R ROOT@SNAP | age -r RECIPIENT) (full) or C(zfs send -w -R -I @BASE
+        ROOT@SNAP | age -r RECIPIENT) (incremental), no manifest.
+      - What they carry is read from the stream's own BEGIN records (group, snapshot and base
+        guids); only a C(-R) stream of the whole group is accepted - a stream of a member, or of
+        the root without C(-R), is refused (R1). Each file is decrypted once in full (every age
+        chunk authenticated) before any byte reaches C(zfs recv), and the receive insists on the
+        bytes checked.
+      - age proves no sender, so anyone holding the recipient's public key could write such a
+        file; a warning says so. With this option O(trusted_signers) may be empty.
+    type: bool
+    default: false
 notes:
   - The sending site needs no key of the datasets (streams are raw); the receiving site needs only
     the age identity, not the datasets' keys.
-  - Unsigned streams (C(zfs send | age -r) without a manifest) are not imported.
+  - Unsigned streams (C(zfs send | age -r) without a manifest) are imported only with
+    O(allow_unsigned=true).
 seealso:
   - module: blindvault.storage.zfs_replicate
   - module: blindvault.storage.encryption_key
@@ -118,6 +133,15 @@ EXAMPLES = r"""
     directory: /mnt/carrier/streams
     trusted_signers: [/etc/blindvault/site-a.ed25519.pub.pem]
     identity_file: /etc/blindvault/site-b.age
+
+- name: Site B - a stream an admin made by hand (zfs send -w -R tank/vault@t1 | age -r ...)
+  blindvault.storage.zfs_stream:
+    state: imported
+    dataset: tank/vault
+    target: backup/site-a/vault
+    directory: /mnt/carrier/by-hand
+    identity_file: /etc/blindvault/site-b.age
+    allow_unsigned: true
 """
 
 RETURN = r"""
@@ -148,7 +172,10 @@ streams:
   type: list
   elements: dict
 packages:
-  description: O(state=imported) - the packages received (or that would be), in order, with their streams' C(file), C(kind), C(datasets) and C(command).
+  description:
+    - O(state=imported) - the packages received (or that would be), in order, with C(package)
+      (its directory, or the unsigned file), C(snapshot), C(created), C(signed) and their
+      streams' C(file), C(kind), C(datasets) and C(command).
   returned: O(state=imported)
   type: list
   elements: dict
@@ -190,6 +217,7 @@ ARGUMENT_SPEC = dict(
     target=dict(type="str"),
     trusted_signers=dict(type="list", elements="path"),
     identity_file=dict(type="path"),
+    allow_unsigned=dict(type="bool", default=False),
 )
 EXPORT_ONLY = ("target_id", "snapshot", "recipients", "signing_key")
 IMPORT_ONLY = ("target", "trusted_signers", "identity_file")
@@ -199,7 +227,7 @@ def main():
     module = AnsibleModule(
         argument_spec=ARGUMENT_SPEC,
         required_if=[("state", "exported", ("target_id", "recipients", "signing_key")),
-                     ("state", "imported", ("target", "trusted_signers", "identity_file"))],
+                     ("state", "imported", ("target", "identity_file"))],
         supports_check_mode=True,
     )
     if not signing.HAS_CRYPTOGRAPHY:
@@ -207,6 +235,11 @@ def main():
     p = module.params
     other = IMPORT_ONLY if p["state"] == "exported" else EXPORT_ONLY
     stray = [k for k in other if p[k] is not None]
+    if p["allow_unsigned"] and p["state"] == "exported":
+        stray.append("allow_unsigned")
+    if p["state"] == "imported" and not p["trusted_signers"] and not p["allow_unsigned"]:
+        module.fail_json(msg="state=imported needs trusted_signers (the sending sites' Ed25519 public "
+                             "keys), or allow_unsigned=true for streams made with zfs send -R | age -r")
     if stray:
         module.fail_json(msg="%s: only with state=%s" % (
             ", ".join(stray), "imported" if p["state"] == "exported" else "exported"))
@@ -214,7 +247,8 @@ def main():
         if p["state"] == "exported":
             result = export(make_runner(module), ExportOptions(**{k: p[k] for k in ("dataset", "directory") + EXPORT_ONLY}))
         else:
-            result = import_(make_runner(module), ImportOptions(**{k: p[k] for k in ("dataset", "directory") + IMPORT_ONLY}))
+            result = import_(make_runner(module), ImportOptions(
+                allow_unsigned=p["allow_unsigned"], **{k: p[k] for k in ("dataset", "directory") + IMPORT_ONLY}))
     for warning in result.pop("warnings", []):
         module.warn(warning)
     module.exit_json(**result)

@@ -412,30 +412,52 @@ def test_a_replica_damaged_by_bare_commands_is_reported_and_repaired(module, poo
 
 
 def test_unencrypted_data_is_encrypted_on_an_encrypted_carrier(module, pools, request):
-    """R9: an unencrypted dataset goes non-raw and is encrypted under the carrier's root."""
+    """R9, encrypt on the way: an unencrypted site's datasets go non-raw into the carrier's
+    encrypted parent and are encrypted there under the carrier's root (its key loaded by
+    target_key_file for the receive only), then travel raw to site B, where they verify with
+    the carrier root's key."""
     name = node_name(request, 30)
     plain = "%s/%s" % (pools["a"], name)
     sh("zfs", "create", plain)
     sh("zfs", "create", plain + "/sub")
     put(plain + "/sub", "p.bin")
+    put(plain, "top.bin")
     enc = "%s/%s-enc" % (pools["carrier"], name)
     key = new_key(pools["keydir"], name + ".carrier", "hex")
+    wrong = new_key(pools["keydir"], name + ".wrong", "hex")
     sh("zfs", "create", "-o", "encryption=aes-256-gcm", *key_opts("hex", key), enc)
     sh("zfs", "unmount", enc)
     sh("zfs", "unload-key", enc)
     res = module("zfs_replicate", {"source": plain, "target": enc + "/plain", "snapshot": "u1"})
-    assert res.failed and "R9" in res["msg"]
-    sh("zfs", "load-key", enc)
-    try:
-        res = module("zfs_replicate", {"source": plain, "target": enc + "/plain", "snapshot": "u1"})
-        assert not res.failed, "%s\n%s" % (res.get("msg"), res.get("datasets"))
-        assert "-w" not in res["streams"][0]["command"].split()
-        assert prop(enc + "/plain/sub", "encryptionroot") == enc
-        put(plain + "/sub", "q.bin")
-        res = module("zfs_replicate", {"source": plain, "target": enc + "/plain", "snapshot": "u2"})
-        assert not res.failed, "%s\n%s" % (res.get("msg"), res.get("datasets"))
-    finally:
-        sh("zfs", "unload-key", enc, check=False)
+    assert res.failed and "R9" in res["msg"] and "target_key_file" in res["msg"]
+    res = module("zfs_replicate", {"source": plain, "target": enc + "/plain", "snapshot": "u1",
+                                   "target_key_file": wrong})
+    assert res.failed and "does not open the key" in res["msg"], res
+    assert snapshots(plain) == [] and prop(enc, "keystatus") == "unavailable"
+    planned = module("zfs_replicate", {"source": plain, "target": enc + "/plain", "snapshot": "u1",
+                                       "target_key_file": key}, check=True)
+    assert not planned.failed and planned["changed"], planned.get("msg")
+    assert prop(enc, "keystatus") == "unavailable" and snapshots(plain) == []
+    res = module("zfs_replicate", {"source": plain, "target": enc + "/plain", "snapshot": "u1",
+                                   "target_key_file": key})
+    assert not res.failed, "%s\n%s" % (res.get("msg"), res.get("datasets"))
+    assert res["target_key_loaded"] == enc and prop(enc, "keystatus") == "unavailable"  # unloaded after
+    assert "-w" not in res["streams"][0]["command"].split()
+    assert prop(enc + "/plain/sub", "encryptionroot") == enc
+    put(plain + "/sub", "q.bin")
+    res = module("zfs_replicate", {"source": plain, "target": enc + "/plain", "snapshot": "u2",
+                                   "target_key_file": key})
+    assert not res.failed, "%s\n%s" % (res.get("msg"), res.get("datasets"))
+    assert prop(enc, "keystatus") == "unavailable"
+    assert module("zfs_replicate", {"source": plain, "target": enc + "/plain", "snapshot": "u2",
+                                    "target_key_file": key})["changed"] is False
+    # onward to site B raw (no key at all), where the carrier root's key proves it
+    at_b = "%s/%s-enc" % (pools["b"], name)
+    hop = module("zfs_replicate", {"source": enc, "target": at_b})
+    assert not hop.failed, "%s\n%s" % (hop.get("msg"), hop.get("datasets"))
+    assert all("-w" in s["command"].split() for s in hop["streams"]) and hop["hazards"] == []
+    assert prop(at_b + "/plain/sub", "encryptionroot") == at_b
+    assert read_back(at_b + "/plain", lambda root: key) == files_of(plain)
     assert read_back(enc + "/plain", lambda root: key) == files_of(plain)
 
 

@@ -159,3 +159,67 @@ def test_damage_a_foreign_signer_and_a_missing_package_are_refused_before_receiv
     assert len(got["packages"]) == 3 and got["hazards"] == []
     assert dst + "@trip-3" in snapshots(dst)
     assert read_back(dst, key) == files_of(src)
+
+
+def test_unsigned_age_streams_of_a_whole_group_import_full_then_incremental(module, world):
+    """`zfs send -w -R | age -r` made by hand (no manifest): imported only with allow_unsigned,
+    planned from the stream's own BEGIN records; a stream of a member or of the root alone is
+    refused, a damaged file too, each before anything is received."""
+    w = world
+    src, key = group(w, "byhand", "passphrase")
+    dst = replica(w, src)
+    hand = os.path.join(w["root"], "by-hand")
+    os.makedirs(hand)
+
+    def age_send(args, fname):
+        proc = subprocess.run("zfs send %s | age -r %s > %s" % (args, w["rcpt"], os.path.join(hand, fname)),
+                              shell=True, capture_output=True, text=True, check=False)
+        assert proc.returncode == 0, proc.stderr
+
+    def unsigned(check=False):
+        return module("zfs_stream", dict(state="imported", dataset=src, target=dst, directory=hand,
+                                         identity_file=w["ident"], allow_unsigned=True), check=check)
+
+    sh("zfs", "snapshot", "-r", src + "@h1")
+    age_send("-w -R %s@h1" % src, "h1.zfs.age")
+    refused = module("zfs_stream", dict(state="imported", dataset=src, target=dst, directory=hand,
+                                        identity_file=w["ident"]))
+    assert refused.failed and "allow_unsigned" in refused["msg"] and not exists(dst)
+
+    planned = unsigned(check=True)
+    assert not planned.failed, planned.get("msg")
+    assert planned["changed"] and planned["packages"][0]["signed"] is False and not exists(dst)
+    got = unsigned()
+    assert not got.failed, got.get("msg")
+    assert got["changed"] and got["hazards"] == [] and any("unsigned" in x for x in got.get("warnings", []))
+    assert prop(dst, "blindvault:replica-of") == src and prop(dst + "/child", "encryptionroot") == dst
+    assert read_back(dst, key) == files_of(src)
+    assert not unsigned()["changed"]
+
+    # parts of the group are refused, whatever their order in the directory
+    put(src + "/child", "h2.bin")
+    sh("zfs", "snapshot", "-r", src + "@h2")
+    age_send("-w -i @h1 %s/child@h2" % src, "a-child-only.age")
+    res = unsigned()
+    assert res.failed and "inside group" in res["msg"] and "R1" in res["msg"], res
+    os.unlink(os.path.join(hand, "a-child-only.age"))
+    age_send("-w -i @h1 %s@h2" % src, "b-root-alone.age")
+    res = unsigned()
+    assert res.failed and "not zfs send -R" in res["msg"], res
+    os.unlink(os.path.join(hand, "b-root-alone.age"))
+    assert dst + "@h2" not in snapshots(dst)
+
+    age_send("-w -R -I @h1 %s@h2" % src, "h2.zfs.age")
+    path = os.path.join(hand, "h2.zfs.age")
+    good = open(path, "rb").read()
+    with open(path, "wb") as f:
+        f.write(good[:-50] + bytes([good[-50] ^ 1]) + good[-49:])
+    res = unsigned()
+    assert res.failed and "damaged" in res["msg"] and dst + "@h2" not in snapshots(dst), res
+    with open(path, "wb") as f:
+        f.write(good)
+    got = unsigned()
+    assert not got.failed, got.get("msg")
+    assert [p["package"] for p in got["packages"]] == ["h2.zfs.age"] and got["skipped"] == ["h1.zfs.age"]
+    assert got["packages"][0]["streams"][0]["kind"] == "group" and got["hazards"] == []
+    assert read_back(dst, key) == files_of(src)

@@ -35,6 +35,7 @@ from typing import List, Optional
 
 from ..files import fsync_dir, open_regular, write_atomic
 from ..keys import age, signing
+from . import sendstream
 
 FORMAT = "blindvault-zfs-stream-package/1"
 MANIFEST = "manifest.json"
@@ -254,3 +255,54 @@ def receive_stream(runner, path, entry, identities, recv_argv):
     f, hashed, reader = open_stream(path, entry, identities)
     with f:
         return runner.pipeline([recv_argv], changes=True, source=_checked_plaintext(f, hashed, reader, entry))
+
+
+# Unsigned streams (``zfs send -w -R ROOT@snap | age -r ...``), only with allow_unsigned.
+
+UNSIGNED_SUFFIX = ".age"
+
+
+def list_unsigned(directory):
+    """Names of the age files directly in ``directory`` (not in a package, not hidden)."""
+    try:
+        names = sorted(os.listdir(directory))
+    except FileNotFoundError:
+        return []
+    return [n for n in names if n.endswith(UNSIGNED_SUFFIX) and not n.startswith(".")
+            and os.path.isfile(os.path.join(directory, n))]
+
+
+def read_unsigned_header(directory, fname, identities):
+    """The :class:`.sendstream.Header` of the stream in the age file ``fname``: only its first
+    records are decrypted."""
+    f = _open_stream_file(os.path.join(directory, fname), directory)
+    with f:
+        try:
+            buf = bytearray()
+            for chunk in age.Reader(f, identities):
+                buf += chunk
+                if len(buf) >= sendstream.needed(buf):
+                    break
+            return sendstream.read_header(bytes(buf))
+        except age.AgeFileError as e:
+            raise PackageError("%s: %s" % (fname, e)) from None
+        except sendstream.StreamFormatError as e:
+            raise PackageError("%s: %s" % (fname, e)) from None
+
+
+def check_unsigned(directory, entry, identities):
+    """Decrypt the whole unsigned file once (every age chunk authenticated, nothing received)
+    and record its sha256, size and header in ``entry``, so the receive can insist on the very
+    bytes checked (:func:`receive_stream`)."""
+    f = _open_stream_file(os.path.join(directory, entry["file"]), directory)
+    with f:
+        hashed = _HashingReader(f)
+        try:
+            reader = age.Reader(hashed, identities)
+            for _chunk in reader:
+                pass
+        except age.AgeFileError as e:
+            raise PackageError("%s: %s" % (entry["file"], e)) from None
+        hashed.read()
+        entry.update(sha256=hashed.sha.hexdigest(), bytes=f.tell(),
+                     header_sha256=reader.header_sha256)

@@ -30,6 +30,7 @@ The rules (docs/safety.md, R1-R11) in the planner's words:
 from __future__ import annotations
 
 import fnmatch
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -75,6 +76,7 @@ class Options:
     replica_readonly: bool = True
     properties: Dict[str, str] = field(default_factory=dict)
     progress_file: Optional[str] = None
+    target_key_file: Optional[str] = None
 
 
 @dataclass
@@ -371,7 +373,8 @@ def plan_replication(src, dst, opts, source_top, target_top, snapshot, new_snaps
                     and target_parent.encrypted and target_parent["keystatus"] != "available":
                 m.action = "refused"
                 m.reason = ("%s is encrypted: a non-raw receive into it needs its key loaded "
-                            "(R9); load it (blindvault.storage.zfs_key state: loaded)"
+                            "(R9); give target_key_file (loaded for the receive, unloaded after) "
+                            "or load it (blindvault.storage.zfs_key state: loaded)"
                             % target_parent.name)
                 refuse(g, m.reason)
                 continue
@@ -415,7 +418,8 @@ def plan_replication(src, dst, opts, source_top, target_top, snapshot, new_snaps
             m.action = "refused"
             m.reason = "%s is %sencrypted but its target %s is %s" % (
                 d.name, "" if d.encrypted else "not ", t_name,
-                "encrypted (a non-raw receive into it needs its key loaded, R9)" if t.encrypted
+                "encrypted (a non-raw receive into it needs its key loaded, R9: give "
+                "target_key_file)" if t.encrypted
                 else "not (only decrypt: true sends encrypted data decrypted)")
             refuse(g, m.reason)
             continue
@@ -717,6 +721,34 @@ def _holds_and_bookmarks(plan, src, dst, opts, done_members):
     return steps
 
 
+def _target_key(runner, opts, dst, anc, target_top):
+    """The target's encryption root whose key ``target_key_file`` loads for this run's non-raw
+    receives (R9), or None (no file given, the target is not encrypted, or its key is loaded
+    already). The key is proven first (``zfs load-key -n``, check mode too); the planner then
+    sees the key as loaded."""
+    if not opts.target_key_file:
+        return None
+    t = dst.get(target_top) or anc.get(target_top.rsplit("/", 1)[0])
+    if t is None or not t.encrypted:
+        return None
+    root = t.encryptionroot
+    rec = dst.get(root) or anc.get(root)
+    if rec is None or rec["keystatus"] == "available":
+        return None
+    path = opts.target_key_file
+    if not os.path.isabs(path) or not os.path.isfile(path):
+        raise Refusal("target_key_file %s: an absolute path to an existing key file is needed" % path)
+    res = runner.run(["zfs", "load-key", "-n", "-L", "file://" + path, root], check=False)
+    if res.rc != 0:
+        raise Refusal("target_key_file %s does not open the key of %s (the target's encryption "
+                      "root): %s" % (path, root, (res.stderr or res.stdout).strip()))
+    for tree in (dst, anc):
+        for d in tree.datasets:
+            if d.encryptionroot == root:
+                d.props["keystatus"] = "available"
+    return root
+
+
 def replicate(runner, opts, now=None):
     validate(opts)
     now = time.time() if now is None else now
@@ -725,6 +757,7 @@ def replicate(runner, opts, now=None):
                     with_holds=False)
     target_parent = anc.get(target_top.rsplit("/", 1)[0])
     dst = read_tree(runner, [target_top], recursive=True, extra=TARGET_EXTRA)
+    key_root = _target_key(runner, opts, dst, anc, target_top)
     result = {"source": source_top, "target": target_top, "resumed": [], "warnings": warnings}
 
     # interrupted receives first: resume them (or abort with resume: false), then re-read
@@ -762,26 +795,37 @@ def replicate(runner, opts, now=None):
             result["snapshot_taken"] = True
             changed = True
         failed_groups = {}
-        for st in plan.streams:
-            if st.status != "planned":
-                continue
-            if st.group in failed_groups:
-                st.status, st.error = "skipped", "group %s failed earlier in this run (R5)" % st.group
-                continue
-            send = st.send[:2] + ["-v", "-P"] + st.send[2:]
-            if opts.progress_file:
-                with open(opts.progress_file, "ab") as f:
-                    f.write(("# %s\n" % st.command).encode())
-            try:
-                res = runner.pipeline([send, st.recv], changes=True, stderr_file=opts.progress_file)
-            except CommandError as exc:
-                st.status, st.error = "failed", str(exc)
-                failed_groups[st.group] = str(exc)
+        load = key_root if any(st.status == "planned" and "-w" not in st.send for st in plan.streams) else None
+        if load:  # non-raw receives are encrypted under the target's root: its key, for them only
+            runner.run(["zfs", "load-key", "-L", "file://" + opts.target_key_file, load], changes=True)
+            result["target_key_loaded"] = load
+        try:
+            for st in plan.streams:
+                if st.status != "planned":
+                    continue
+                if st.group in failed_groups:
+                    st.status, st.error = "skipped", "group %s failed earlier in this run (R5)" % st.group
+                    continue
+                send = st.send[:2] + ["-v", "-P"] + st.send[2:]
+                if opts.progress_file:
+                    with open(opts.progress_file, "ab") as f:
+                        f.write(("# %s\n" % st.command).encode())
+                try:
+                    res = runner.pipeline([send, st.recv], changes=True, stderr_file=opts.progress_file)
+                except CommandError as exc:
+                    st.status, st.error = "failed", str(exc)
+                    failed_groups[st.group] = str(exc)
+                    changed = True
+                    continue
+                st.status, st.seconds = "done", res.seconds
+                st.bytes_estimated, st.estimate_from = _parse_sizes(res.stderrs[0]), "send -vP"
                 changed = True
-                continue
-            st.status, st.seconds = "done", res.seconds
-            st.bytes_estimated, st.estimate_from = _parse_sizes(res.stderrs[0]), "send -vP"
-            changed = True
+        finally:
+            if load:
+                gone = runner.run(["zfs", "unload-key", load], changes=True, check=False)
+                if gone.rc != 0:
+                    warnings.append("the key of %s was loaded for the receive and could not be unloaded: %s"
+                                    % (load, (gone.stderr or gone.stdout).strip()))
         for m in plan.members:
             if m.stream is not None:
                 st = plan.streams[m.stream]

@@ -21,6 +21,7 @@ second run changes nothing.
 
 from __future__ import annotations
 
+import datetime
 import os
 import re
 import socket
@@ -70,6 +71,7 @@ class ImportOptions:
     directory: str
     trusted_signers: List[str] = field(default_factory=list)
     identity_file: str = ""
+    allow_unsigned: bool = False
 
 
 def _read(path, what):
@@ -263,6 +265,62 @@ def recv_argv(entry, target):
     return argv + [target]
 
 
+def label(path, m):
+    """How a package (its directory's name) or an unsigned stream (its file) is named."""
+    return m.get("label") or os.path.basename(path)
+
+
+def unsigned_manifest(directory, fname, ids, group):
+    """A manifest-like plan for the unsigned stream ``fname`` (``zfs send [-w] -R ROOT@snap |
+    age -r ...``) read from its BEGIN records, or None when it is another group's stream.
+
+    Only a complete group goes: a ``-R`` stream whose top dataset is ``group`` and is not an
+    encrypted member of someone else's group. A stream of a dataset inside ``group``, or a
+    non-``-R`` stream of it, is refused (sending part of a group breaks it, R1)."""
+    try:
+        h = package.read_unsigned_header(directory, fname, ids)
+    except package.PackageError as exc:
+        raise Refusal("%s; nothing was received" % exc) from None
+    top_name = h.dataset
+    if top_name != group and not top_name.startswith(group + "/"):
+        return None
+    fix = "make it with: zfs send -w -R %s@SNAPSHOT | age -r RECIPIENT" % group
+    if top_name != group:
+        raise Refusal("%s is an unsigned stream of %s, inside group %s: only a whole group can be "
+                      "imported unsigned (R1); %s; nothing was received" % (fname, top_name, group, fix))
+    top = h.top() if h.compound else None
+    if top is None:
+        raise Refusal("%s is a stream of %s alone (not zfs send -R): an unsigned stream must carry the "
+                      "whole group, its members included (R1); %s; nothing was received" % (fname, group, fix))
+    if h.top_encrypted and not top.get("is_encroot"):
+        raise Refusal("%s: %s is encrypted but not an encryption root: its group's root must be sent "
+                      "(R1); nothing was received" % (fname, group))
+    tosnap, fromsnap = h.tosnap, h.fromsnap
+    fss = h.filesystems()
+    if not tosnap or not all(isinstance(fs.get("name"), str) and valid_name(fs["name"])
+                             and (fs["name"] == group or fs["name"].startswith(group + "/")) for fs in fss):
+        raise Refusal("%s: its header names datasets outside group %s; nothing was received" % (fname, group))
+    guids = {fs["name"]: str(fs["snaps"][tosnap]) for fs in fss
+             if isinstance(fs.get("snaps"), dict) and tosnap in fs["snaps"]}
+    if group not in guids:
+        raise Refusal("%s: its header has no snapshot %s of %s; nothing was received" % (fname, tosnap, group))
+    base_guid = None
+    if fromsnap:
+        base_guid = (top.get("snaps") or {}).get(fromsnap)
+        if base_guid is None:
+            raise Refusal("%s: an incremental stream from @%s, a snapshot its header does not list; "
+                          "nothing was received" % (fname, fromsnap))
+    when = (h.first.creation_time if h.first else 0) or h.begin.creation_time
+    entry = {"file": fname, "kind": "group" if fromsnap else "full", "datasets": [fs["name"] for fs in fss],
+             "send": "zfs send%s -R %s%s@%s (unsigned, read from the stream's header)"
+                     % (" -w" if h.top_encrypted else "", "-I @%s " % fromsnap if fromsnap else "", group, tosnap),
+             "snapshot": tosnap, "guids": guids, "base": fromsnap,
+             "base_guid": None if base_guid is None else str(base_guid)}
+    return {"label": fname, "unsigned": True, "group": group, "snapshot": tosnap,
+            "created": datetime.datetime.fromtimestamp(when, datetime.timezone.utc).isoformat(),
+            "streams": [entry]}
+
+
 def plan_import(manifests, dst, group, target, target_parent_exists):
     """(pending [(path, manifest)], skipped names, refusals): what to receive, in order.
 
@@ -277,10 +335,10 @@ def plan_import(manifests, dst, group, target, target_parent_exists):
         have[d.name] = {str(s["guid"]) for s in dst.snapshots_of(d.name)}
         newest[d.name] = _newest_guid(dst, d.name)
     pending, skipped, refusals = [], [], []
-    for path, m in sorted(manifests, key=lambda pm: (pm[1].get("created", ""), pm[0])):
+    for path, m in sorted(manifests, key=lambda pm: (pm[1].get("created", ""), label(*pm))):
         entries = m["streams"]
         if all(g in have.get(target_of(n), ()) for e in entries for n, g in e["guids"].items()):
-            skipped.append(os.path.basename(path))
+            skipped.append(label(path, m))
             continue
         why = None
         for e in entries:
@@ -303,7 +361,7 @@ def plan_import(manifests, dst, group, target, target_parent_exists):
                 newest[target_of(n)] = g
                 have.setdefault(target_of(n), set()).add(g)
         if why:
-            refusals.append("%s: %s" % (os.path.basename(path), why))
+            refusals.append("%s: %s" % (label(path, m), why))
             break  # every later package of the group builds on this one
         pending.append((path, m))
     return pending, skipped, refusals
@@ -316,11 +374,12 @@ def import_(runner, o):
             raise Refusal("%s %r is not a dataset name (pool/dataset)" % (what, getattr(o, what)))
     if "/" not in o.target:
         raise Refusal("target %s is a pool's root dataset; name a dataset below it" % o.target)
-    if not o.trusted_signers:
-        raise Refusal("trusted_signers: at least one Ed25519 public key (PEM) is needed")
+    if not o.trusted_signers and not o.allow_unsigned:
+        raise Refusal("trusted_signers: at least one Ed25519 public key (PEM) is needed "
+                      "(or allow_unsigned for streams made with zfs send -R | age -r)")
     try:
         trusted = [signing.load_public_key(_read(p, "trusted signer"), "trusted signer %s" % p)
-                   for p in o.trusted_signers]
+                   for p in o.trusted_signers or []]
     except signing.SignatureError as exc:
         raise Refusal(str(exc)) from None
     ids = _identities(o.identity_file)
@@ -336,26 +395,41 @@ def import_(runner, o):
         if m.get("group") == o.dataset:
             _check_entries(path, m, o.dataset)
             manifests.append((path, m))
+    warnings = []
+    if o.allow_unsigned:
+        for fname in package.list_unsigned(o.directory):
+            m = unsigned_manifest(o.directory, fname, ids, o.dataset)
+            if m is not None:
+                manifests.append((o.directory, m))
+        if any(m.get("unsigned") for _p, m in manifests):
+            warnings.append("unsigned streams (allow_unsigned): age proves nobody but a holder of the "
+                            "recipient's public key wrote them; a signed package (zfs_stream "
+                            "state=exported) also proves the sender")
     dst = read_tree(runner, [o.target], recursive=True, with_holds=False, extra=("written",))
     parent = read_tree(runner, [o.target.rsplit("/", 1)[0]], recursive=False, with_holds=False,
                        types="filesystem,volume")
     pending, skipped, refusals = plan_import(manifests, dst, o.dataset, o.target,
                                              o.target.rsplit("/", 1)[0] in parent)
     result = {"dataset": o.dataset, "target": o.target, "skipped": skipped,
-              "packages": [{"package": os.path.basename(p), "snapshot": m["snapshot"],
-                            "created": m.get("created"),
+              "packages": [{"package": label(p, m), "snapshot": m["snapshot"],
+                            "created": m.get("created"), "signed": not m.get("unsigned"),
                             "streams": [{"file": e["file"], "kind": e["kind"], "datasets": e["datasets"],
                                          "command": " ".join(recv_argv(e, o.target + e["datasets"][0][len(o.dataset):]))}
                                         for e in m["streams"]]}
                            for p, m in pending],
               "changed": bool(pending)}
     if not manifests:
-        result["warnings"] = ["no package of %s in %s" % (o.dataset, o.directory)]
+        warnings.append("no package of %s in %s" % (o.dataset, o.directory))
+    if warnings:
+        result["warnings"] = warnings
     if refusals:
         raise Refusal("; ".join(refusals) + "; nothing was received")
     for path, m in pending:  # every byte checked, and every header opened, before the first receive
         try:
-            package.check_files(path, m)
+            if m.get("unsigned"):
+                package.check_unsigned(path, m["streams"][0], ids)
+            else:
+                package.check_files(path, m)
             for e in m["streams"]:
                 package.open_stream(path, e, ids)[0].close()
         except package.PackageError as exc:
@@ -369,7 +443,7 @@ def import_(runner, o):
             try:
                 package.receive_stream(runner, path, e, ids, recv_argv(e, target))
             except package.PackageError as exc:
-                raise Refusal("%s: %s" % (os.path.basename(path), exc)) from None
+                raise Refusal("%s: %s" % (label(path, m), exc)) from None
     after = read_tree(runner, [o.target], recursive=True, with_holds=False)
     result["hazards"] = tree_hazards(after)
     return result
