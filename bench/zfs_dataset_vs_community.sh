@@ -69,8 +69,8 @@ read -r t_peer p_peer < <(run peer pb peer)
 bare_list=$(for i in $(seq -w 1 "$n"); do printf 'bvbench/bare/d%s ' "$i"; done)
 # shellcheck disable=SC2086
 read -r t_bare p_bare < <(run bare zfs set compression=lz4 $bare_list)
-for t in ours peer bare; do  # d01 is in every tree, the peer's first PEER_N included
-  [ "$(zfs get -Hp -o value compression "bvbench/$t/d01")" = lz4 ] || { echo "$t did not apply"; exit 1; }
+for t in ours peer bare; do  # the first dataset is in every tree, the peer's first PEER_N included
+  [ "$(zfs get -Hp -o value compression "bvbench/$t/d$(seq -w 1 "$n" | head -n 1)")" = lz4 ] || { echo "$t did not apply"; exit 1; }
 done
 python3 - "$n" "$peer_n" "$t_empty" "$t_ours" "$p_ours" "$t_peer" "$p_peer" "$t_bare" "$p_bare" <<'PY'
 import sys

@@ -71,4 +71,18 @@ if [[ $parts == *" md "* ]]; then
 # md: mdadm --detail --export and blkid of a member (lab/record-md-fixtures.sh)
 bash "$(dirname "$0")/record-md-fixtures.sh" "$out"
 fi
+if [[ $parts == *" zfs "* ]]; then
+# sendstream: the first records of real raw streams (zfs_stream's allow_unsigned reads them)
+mkdir -p "$out/sendstream"
+scratch=$(mktemp -d /tmp/fixtures-zfs.XXXXXX)
+truncate -s 128M "$scratch/d.img"
+zpool create -f -o cachefile=none -R "$scratch/alt" dpool "$scratch/d.img"
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$scratch/key"
+zfs create -o encryption=aes-256-gcm -o keyformat=hex -o "keylocation=file://$scratch/key" dpool/er
+zfs create dpool/er/c
+zfs snapshot -r dpool/er@s1
+zfs send -w -R dpool/er@s1 | head -c 3000 > "$out/sendstream/raw-R-full.head" || true
+zfs send -w dpool/er@s1 | head -c 1000 > "$out/sendstream/raw-plain.head" || true
+zpool destroy dpool; rm -rf "$scratch"
+fi
 echo "recorded into $out:"; ls -l "$out"

@@ -120,8 +120,9 @@ def read_record(buf, pos):
     raise StreamFormatError("not a zfs send stream (no BEGIN record with the send magic)")
 
 
-def parse_begin(buf, pos=0):
-    """(Begin, position after its payload) for the BEGIN record at ``pos``."""
+def parse_begin(buf, pos=0, payload=True):
+    """(Begin, position after its payload) for the BEGIN record at ``pos``; ``payload``: unpack
+    its XDR nvlist (a compound stream's header; substreams carry native-encoded ones)."""
     drr_type, plen, rec, order = read_record(buf, pos)
     if drr_type != DRR_BEGIN:
         raise StreamFormatError("expected a BEGIN record at byte %d" % pos)
@@ -130,11 +131,11 @@ def parse_begin(buf, pos=0):
     if plen > PAYLOAD_LIMIT:
         raise StreamFormatError("the stream's header payload is %d bytes (more than %d)" % (plen, PAYLOAD_LIMIT))
     body = pos + RECORD
-    if len(buf) < body + plen:
+    if payload and len(buf) < body + plen:
         raise StreamFormatError("the stream ends inside its header")
-    payload = unpack_nvlist(buf[body:body + plen]) if plen else {}
+    nvl = unpack_nvlist(buf[body:body + plen]) if plen and payload else {}
     return Begin(hdrtype=vinfo & 0x3, features=(vinfo >> 2) & 0x3FFFFFFF, creation_time=ctime,
-                 toguid=toguid, fromguid=fromguid, toname=toname, payload=payload), body + plen
+                 toguid=toguid, fromguid=fromguid, toname=toname, payload=nvl), body + plen
 
 
 @dataclass
@@ -173,40 +174,34 @@ class Header:
 
     @property
     def top_encrypted(self):
-        """The top dataset is encrypted: an encryption root, or its first substream carries
-        wrapped keys (raw)."""
+        """The top dataset is encrypted: an encryption root, or its first substream is raw (ZFS
+        sets the RAW feature only for encrypted datasets)."""
         top = self.top() or {}
-        return bool(top.get("is_encroot")) or bool(self.first and "crypt_keydata" in self.first.payload)
+        return bool(top.get("is_encroot")) or bool(self.first and self.first.raw)
 
 
 def read_header(buf):
     """The :class:`Header` of a stream whose first bytes are ``buf`` (a few KiB to MiB: the
     compound header's nvlist grows with datasets and snapshots)."""
-    begin, pos = parse_begin(buf, 0)
-    if not begin.compound:
+    begin, pos = parse_begin(buf, 0, payload=False)
+    if not begin.compound:  # a single dataset's stream: its payload is the kernel's, native-encoded
         return Header(begin)
+    begin, pos = parse_begin(buf, 0)
     drr_type, plen, _rec, _order = read_record(buf, pos)
     if drr_type != DRR_END:
         raise StreamFormatError("a compound stream whose header is not closed by an END record")
     pos += RECORD + plen
     first = None
     if len(buf) >= pos + RECORD and read_record(buf, pos)[0] == DRR_BEGIN:
-        first = parse_begin(buf, pos)[0]
+        first = parse_begin(buf, pos, payload=False)[0]
     return Header(begin, first)
 
 
 def needed(buf):
     """How many leading bytes :func:`read_header` needs, as far as ``buf`` tells (grows as
-    records are found)."""
+    records are found): BEGIN and its payload, END, the first substream's BEGIN record."""
     try:
         _t, plen, _r, _o = read_record(buf, 0)
     except StreamFormatError:
         return RECORD
-    n = RECORD + plen + RECORD  # BEGIN + payload + END
-    if len(buf) < n + RECORD:
-        return n + RECORD
-    try:
-        _t, plen2, _r, _o = read_record(buf, n)
-    except StreamFormatError:
-        return n + RECORD
-    return n + RECORD + plen2
+    return RECORD + plen + RECORD + RECORD

@@ -60,10 +60,10 @@ def compound(top, tosnap, fss, fromsnap=None, order="<", keydata=True, ctime=170
     hdr = {"tosnap": tosnap, "fss": {"0x%x" % (i + 1): fs for i, fs in enumerate(fss)}}
     if fromsnap:
         hdr["fromsnap"] = fromsnap
-    first = {"crypt_keydata": {"DSL_CRYPTO_SUITE": 8}} if keydata else {}
+    native = b"\0\1\0\0" + bytes(40)  # substreams carry native-encoded nvlists: never unpacked
     return (record(0, pack_nvlist(hdr), order, hdrtype=2, toname="%s@%s" % (top, tosnap))
             + record(5, order=order)
-            + record(0, pack_nvlist(first) if first else b"", order, hdrtype=1, features=1 << 24,
+            + record(0, native, order, hdrtype=1, features=(1 << 24) if keydata else 0,
                      ctime=ctime, toguid=101, toname="%s@%s" % (top, tosnap))
             + b"\x11" * 5000)
 
@@ -100,6 +100,20 @@ def test_needed_grows_until_the_first_substream_is_in():
     while n < sendstream.needed(data[:n]):
         n = sendstream.needed(data[:n])
     assert sendstream.read_header(data[:n]).first is not None
+
+
+def test_real_streams_from_zfs_2_1(tmp_path):
+    """Headers of real `zfs send -w -R` and `zfs send -w` streams (ZFS 2.1.11, lab VM): an
+    encryption root `dpool/er` with a child, snapshot @s1."""
+    fixtures = os.path.join(os.path.dirname(__file__), "..", "..", "..", "fixtures", "sendstream")
+    h = sendstream.read_header(open(os.path.join(fixtures, "raw-R-full.head"), "rb").read())
+    assert h.compound and h.dataset == "dpool/er" and h.tosnap == "s1" and h.fromsnap is None
+    assert [fs["name"] for fs in h.filesystems()] == ["dpool/er", "dpool/er/c"]
+    assert h.top()["is_encroot"] and "is_encroot" not in h.filesystems()[1] and h.top_encrypted
+    assert h.first.raw and h.first.toname == "dpool/er@s1"
+    assert h.top()["snaps"]["s1"] == h.first.toguid
+    plain = sendstream.read_header(open(os.path.join(fixtures, "raw-plain.head"), "rb").read())
+    assert not plain.compound and plain.dataset == "dpool/er" and plain.tosnap == "s1" and plain.begin.raw
 
 
 # -- import_ with allow_unsigned, through the stand-in zfs -----------------------------------------
