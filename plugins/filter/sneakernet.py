@@ -23,7 +23,7 @@ def sneakernet_items(datasets):
     for d in datasets or []:
         out.append({
             "source": d["source"],
-            "target": d["target"],
+            "target": d.get("target"),  # a files carrier's departure names no target
             "recursive": d.get("recursive", True) if d.get("recursive") is not None else True,
             "include": list(d.get("include") or []),
             "exclude": list(d.get("exclude") or []),
@@ -90,18 +90,21 @@ def sneakernet_key_suffix(infos):
     return "-k" + hashlib.sha256("\n".join(pairs).encode()).hexdigest()[:8]
 
 
-def sneakernet_verify_plan(items, infos, keys):
+def sneakernet_verify_plan(items, infos, keys, on_target=False):
     """Per item: the zfs_verify ``keys`` list (named as on the target) and the encryption roots
     this site holds no key for. A tree is verified only when every root has a key.
 
-    ``infos``: the zfs_info results of the items' sources (roots are read there). A key may
-    name its root as on the source or as on the target."""
+    ``infos``: the zfs_info results of the items' sources (roots are read there), or of their
+    targets with ``on_target`` (a files carrier's arrival: the source is not a dataset here).
+    A key may name its root as on the source or as on the target."""
     given = {}
     for k in keys or []:
         given[k["encryptionroot"]] = k
     plan = []
     for item, info in zip(items, infos):
         src, tgt = item["source"], item["target"]
+        if on_target:
+            src = tgt
         entry = {"keys": [], "missing": [], "roots": []}
         for r in info.get("encryption_roots") or []:
             name = r["name"]
@@ -178,6 +181,36 @@ def sneakernet_summary(items, replicated, verified, verify_plan, check_mode=Fals
     return rows
 
 
+def sneakernet_files_summary(items, streamed, verified, verify_plan, depart, check_mode=False):
+    """Rows like :func:`sneakernet_summary`'s for a files carrier, from the registered results of
+    zfs_stream (exported at departure, imported at arrival) and zfs_verify: one row per tree."""
+    rows = []
+    for i, item in enumerate(items):
+        res = streamed[i] if i < len(streamed) else {}
+        ver = verified[i] if i < len(verified) else {}
+        vp = verify_plan[i] if i < len(verify_plan) else {}
+        if depart:
+            total = sum(st.get("bytes") or 0 for st in res.get("streams") or []) or None
+            action = ("package %s" % res["package"].rsplit("/", 1)[-1]) if res.get("package") else "up to date"
+            rows.append({"dataset": res.get("dataset") or item["source"], "source": item["source"],
+                         "action": action, "bytes": total, "bytes_text": _human(total),
+                         "verified": "at arrival"})
+            continue
+        packages = [p.get("package") for p in res.get("packages") or []]
+        if not vp.get("verify"):
+            v = "no key"
+        elif check_mode:
+            v = "planned"
+        elif ver.get("ok") is None:
+            v = "skipped"
+        else:
+            v = "ok" if ver.get("ok") else "FAILED"
+        rows.append({"dataset": item["target"], "source": item["source"],
+                     "action": ("imported %s" % ", ".join(packages)) if packages else "up to date",
+                     "bytes": None, "bytes_text": "-", "verified": v})
+    return rows
+
+
 def sneakernet_table(rows, title=""):
     """The rows as aligned text lines (debug output)."""
     head = ("dataset", "action", "bytes", "verified")
@@ -198,5 +231,6 @@ class FilterModule(object):
             "sneakernet_key_suffix": sneakernet_key_suffix,
             "sneakernet_verify_plan": sneakernet_verify_plan,
             "sneakernet_summary": sneakernet_summary,
+            "sneakernet_files_summary": sneakernet_files_summary,
             "sneakernet_table": sneakernet_table,
         }
