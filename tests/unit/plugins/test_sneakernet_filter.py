@@ -101,3 +101,20 @@ def test_summary_and_table():
     lines = sn.sneakernet_table(rows)
     assert lines[0].split() == ["dataset", "action", "bytes", "verified"]
     assert lines[2].split() == ["c/vault", "full", "4.0", "KiB", "ok"]
+
+
+def test_files_carrier_verify_plan_reads_roots_on_the_target_and_the_summary_names_packages():
+    items = sn.sneakernet_items([{"source": "a/vault", "target": "b/site-a/vault"}])
+    after = [{"encryption_roots": [{"name": "b/site-a/vault"}, {"name": "b/site-a/vault/own"}]}]
+    plan = sn.sneakernet_verify_plan(items, after, [{"encryptionroot": "b/site-a/vault", "key_file": "/k"}], True)
+    assert plan[0]["roots"] == ["b/site-a/vault", "b/site-a/vault/own"]
+    assert plan[0]["missing"] == ["b/site-a/vault/own"] and not plan[0]["verify"]
+    imported = [{"packages": [{"package": "a%vault@trip3-site-b"}]}]
+    rows = sn.sneakernet_files_summary(items, imported, [{}], plan, depart=False)
+    assert rows[0]["action"] == "imported a%vault@trip3-site-b" and rows[0]["verified"] == "no key"
+    departed = sn.sneakernet_items([{"source": "a/vault"}])
+    exported = [{"dataset": "a/vault", "package": "/c/p1", "streams": [{"bytes": 2048}, {"bytes": 1024}]}]
+    rows = sn.sneakernet_files_summary(departed, exported, [], [], depart=True)
+    assert rows[0]["action"] == "package p1" and rows[0]["bytes"] == 3072 and departed[0]["target"] is None
+    assert sn.sneakernet_files_summary(departed, [{"dataset": "a/vault", "package": None}], [], [], True)[0]["action"] \
+        == "up to date"
