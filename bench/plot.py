@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """docs/benchmarks.svg from bench/results.json: one horizontal bar chart per benchmark, each
 bar a tool's time relative to the first (ours), labelled with seconds. Plain SVG, no plotting
 library (the lab has none to spare).
@@ -24,8 +23,8 @@ def chart(c, y):
         out.append('<text x="10" y="%d">%s</text>' % (y + 13, escape(label)))
         out.append('<rect x="%d" y="%d" width="%.1f" height="%d" fill="%s"/>'
                    % (LABEL, y, max(w, 1), BAR_H, COLORS[i % len(COLORS)]))
-        out.append('<text x="%.1f" y="%d">%s %s</text>' % (LABEL + w + 6, y + 13, ("%.1f" % v).rstrip("0").rstrip("."),
-                                                          escape(c.get("unit", "s"))))
+        shown = ("%.1f" % v).rstrip("0").rstrip(".")
+        out.append('<text x="%.1f" y="%d">%s %s</text>' % (LABEL + w + 6, y + 13, shown, escape(c.get("unit", "s"))))
         y += BAR_H + GAP
     return out, y + 10
 

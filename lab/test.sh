@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # `make test`: every phase, timed, with one summary line at the end.
 #   install (apt, venv, images) -> unit (host) -> sanity -> build -> integration (lab VM)
+#   make test-full (BV_FULL=1) adds: faults (power cuts: the VM killed mid-send and mid-md-
+#   recovery, booted again on the same disk files, the playbooks re-run; tests/faults/)
 # Exits non-zero if any phase failed; the last line is "total: N passed, N failed".
 set -uo pipefail
 source "$(dirname "$0")/env.sh"
 results=$BV_WORK/results
 rm -rf "$results"; mkdir -p "$results"
 : > "$results/phases.tsv"
-phases=${BV_PHASES:-install unit sanity build integration}
+phases=${BV_PHASES:-install unit sanity build integration${BV_FULL:+ faults}}
 
 phase() {  # phase NAME BUDGET_SECONDS CMD...
   local name=$1 budget=$2; shift 2
@@ -69,6 +71,7 @@ for p in $phases; do
     sanity) phase sanity 420 do_sanity ;;
     build) phase build 60 do_build ;;
     integration) phase integration 3000 do_integration ;;
+    faults) phase faults 1200 "$BV_TOP/tests/faults/powercut.sh" ;;
     *) echo "unknown phase $p" >&2; exit 2 ;;
   esac
 done

@@ -34,13 +34,17 @@ ENV
 
 mem=${BV_LAB_MEMORY:-4G}  # pytest and the Molecule batch run side by side
 cpus=${BV_LAB_CPUS:-2}
+# BV_LAB_DISKS: host image files attached as /dev/vdc, /dev/vdd, ... in order (they outlive the
+# VM: the power-cut tests kill it and boot again on the same files).
+disks=()
+for d in ${BV_LAB_DISKS:-}; do disks+=(--qemu-opts="-drive file=$d,format=raw,if=virtio"); done
 export PATH="$BV_VENV/bin:$PATH"
 set +e
 setsid -w vng --disable-kvm --run "/boot/vmlinuz-$kver" --memory "$mem" --cpus "$cpus" \
   --rwdir "$BV_TOP" --rwdir "$BV_WORK" \
   --qemu-opts="-drive file=$BV_IMAGES/bvstdlib.img,format=raw,if=virtio,readonly=on" \
   --qemu-opts="-drive file=$BV_IMAGES/bvvenv.img,format=raw,if=virtio,readonly=on" \
-  --exec "bash $BV_TOP/lab/guest.sh $run" </dev/null 2> >(cat >&2) | cat
+  "${disks[@]}" --exec "bash $BV_TOP/lab/guest.sh $run" </dev/null 2> >(cat >&2) | cat
 # (Pipes on both: QEMU opens the guest's stdout and stderr as files with O_TRUNC; when ours
 # are a log file that would wipe everything printed before the VM started.)
 rc=${PIPESTATUS[0]}

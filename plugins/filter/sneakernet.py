@@ -114,7 +114,7 @@ def sneakernet_verify_plan(items, infos, keys, on_target=False):
                 continue
             troot = tgt + name[len(src):]
             entry["roots"].append(troot)
-            k = given.get(troot) or given.get(name)
+            k = given.get(troot) or given.get(name) or given.get(item["source"] + name[len(src):])
             if k is None:
                 entry["missing"].append(name)
                 continue

@@ -25,6 +25,12 @@ description:
     else changed), the copy stops being a replica (no C(readonly), no C(blindvault:replica-of)),
     takes that mountpoint and is mounted, and is marked C(blindvault:migrated-from); then the
     original is destroyed with its snapshots and bookmarks. The key stays loaded."
+  - "Nothing is taken over or destroyed unless every dataset of the original, once unmounted,
+    has nothing written since the final snapshot, and the copy holds that snapshot (by guid); a
+    dataset created or recreated under the original after the copy is refused too. The refusal
+    says to stop the writers and run finalize again (a new final snapshot carries the rest)."
+  - Descendants that are volumes or encrypted are refused before anything happens (files are
+    compared; only unencrypted data is migrated).
   - State is read each run, so an interrupted run continues where it stopped; a second run after
     a finished migration changes nothing.
   - Only unencrypted filesystems are taken; an encrypted dataset is refused (a local non-raw copy
@@ -55,9 +61,12 @@ options:
     type: str
     default: blindvault-migrate
   final_snapshot:
-    description: Short name of the snapshot that brings the copies up to date at O(finalize=true).
+    description:
+      - Name format (C(strftime) fields, UTC) of the snapshot each O(finalize=true) run takes to
+        bring the copies up to date. A new one every run, so a rerun after a refused switch
+        carries everything written before it.
     type: str
-    default: blindvault-migrate-final
+    default: blindvault-migrate-final-%Y%m%d%H%M%S
   finalize:
     description:
       - Switch over and destroy the originals after the copies are verified (the only
@@ -131,7 +140,7 @@ ARGUMENT_SPEC = dict(
     root=dict(type="str", required=True),
     key_file=dict(type="path", required=True, no_log=False),
     snapshot=dict(type="str", default="blindvault-migrate"),
-    final_snapshot=dict(type="str", default="blindvault-migrate-final"),
+    final_snapshot=dict(type="str", default="blindvault-migrate-final-%Y%m%d%H%M%S"),
     finalize=dict(type="bool", default=False),
 )
 

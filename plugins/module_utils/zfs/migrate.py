@@ -35,6 +35,7 @@ this module only takes unencrypted datasets.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from typing import List
 
@@ -54,7 +55,7 @@ class MigrateOptions:
     root: str
     key_file: str
     snapshot: str = "blindvault-migrate"
-    final_snapshot: str = "blindvault-migrate-final"
+    final_snapshot: str = "blindvault-migrate-final-%Y%m%d%H%M%S"
     finalize: bool = False
     properties: dict = field(default_factory=dict)
 
@@ -71,9 +72,12 @@ def validate(opts):
             raise Refusal("%r is not a dataset name below a pool (pool/dataset)" % (n,))
     for what in ("snapshot", "final_snapshot"):
         v = getattr(opts, what)
-        if not v or not replication.SNAPSHOT_NAME.match(v):
-            raise Refusal("%s %r is not a snapshot's short name" % (what, v))
-    if opts.snapshot == opts.final_snapshot:
+        if not isinstance(v, str) or not v or not replication.SNAPSHOT_NAME.match(time.strftime(v, time.gmtime(0))):
+            raise Refusal("%s %r is not a snapshot's short name (strftime fields allowed)" % (what, v))
+    if "%" in opts.snapshot:
+        raise Refusal("snapshot %r: a fixed name (reruns reuse it); final_snapshot takes strftime fields"
+                      % opts.snapshot)
+    if time.strftime(opts.final_snapshot, time.gmtime(0)) == opts.snapshot:
         raise Refusal("snapshot and final_snapshot must differ")
     if len(set(opts.datasets)) != len(opts.datasets):
         raise Refusal("datasets: a dataset is named twice")
@@ -123,6 +127,8 @@ def plan(src, dst, opts):
                           "fail; only unencrypted datasets are migrated" % (ds, d.encryptionroot))
         elif d[REPLICA_OF]:
             raise Refusal("%s is a replica of %s: migrate the original at its site" % (ds, d[REPLICA_OF]))
+        elif _odd_descendant(src, ds):
+            raise Refusal(_odd_descendant(src, ds))
         elif t is None:
             item["action"], item["reason"] = "copy", "no copy under %s yet" % opts.root
         elif t[REPLICA_OF] != ds:
@@ -135,6 +141,19 @@ def plan(src, dst, opts):
                                   else d["mountpoint"])
         items.append(item)
     return items
+
+
+def _odd_descendant(src, ds):
+    """Why a descendant of ``ds`` cannot be migrated with it (files are compared, so no
+    volumes; only unencrypted data), or None."""
+    for d in src.datasets:
+        if d.name.startswith(ds + "/"):
+            if d.type != "filesystem":
+                return "%s (inside %s) is a %s: its contents cannot be compared as files, so it is not migrated" \
+                    % (d.name, ds, d.type)
+            if d.encrypted:
+                return "%s (inside %s) is encrypted already: only unencrypted datasets are migrated" % (d.name, ds)
+    return None
 
 
 def _replicate(runner, opts, item, snapshot):
@@ -166,28 +185,35 @@ def _strip_altroot(mp, altroot):
     return mp
 
 
-def switch_commands(item, tree, altroot=None):
-    """The switch, as commands, each safe to repeat: the copy keeps the original's mountpoints
-    (the top's and every local one below it), the original gives them up (fails while busy,
-    before anything else changed), the copy stops being read-only, takes them and is mounted;
-    the ``migrated-from`` mark comes last (then the replica mark goes), so a run interrupted
-    before it repeats the switch, and one after it only destroys."""
+def unmount_commands(item, altroot=None):
+    """The switch's first half, safe to repeat: the copy keeps the original's mountpoints (the
+    top's and every local one below it), then the original gives them up (fails while busy,
+    before anything else changed)."""
     t = item["target"]
     mp = _strip_altroot(item.get("mountpoint") or "none", altroot)
     kids = {c: (src, _strip_altroot(v, altroot)) for c, (src, v) in (item.get("child_mountpoints") or {}).items()}
-    deepest_first = sorted(kids, key=lambda n: n.split("/"), reverse=True)
     cmds = [["zfs", "set", "%s=%s" % (MOUNTPOINT_WAS, mp), t]]
     cmds += [["zfs", "set", "%s=%s" % (MOUNTPOINT_WAS, kids[c][1]), c] for c in sorted(kids)]
-    cmds += [["zfs", "set", "mountpoint=none", kids[c][0]] for c in deepest_first]
-    cmds += [["zfs", "set", "mountpoint=none", item["source"]],
-             ["zfs", "inherit", "-r", "readonly", t],
-             ["zfs", "set", "mountpoint=%s" % mp, t]]
-    cmds += [["zfs", "set", "mountpoint=%s" % kids[c][1], c] for c in sorted(kids)]
+    cmds += [["zfs", "set", "mountpoint=none", kids[c][0]]
+             for c in sorted(kids, key=lambda n: n.split("/"), reverse=True)]
+    return cmds + [["zfs", "set", "mountpoint=none", item["source"]]]
+
+
+def takeover_commands(item, tree, altroot=None):
+    """The switch's second half (after the original proved unchanged): the copy stops being
+    read-only, takes the mountpoints and is mounted; the ``migrated-from`` mark comes last (then
+    the replica mark goes), so a run interrupted before it repeats the switch, and one after it
+    only destroys."""
+    t = item["target"]
+    mp = _strip_altroot(item.get("mountpoint") or "none", altroot)
+    kids = {c: _strip_altroot(v, altroot) for c, (_src, v) in (item.get("child_mountpoints") or {}).items()}
+    cmds = [["zfs", "inherit", "-r", "readonly", t], ["zfs", "set", "mountpoint=%s" % mp, t]]
+    cmds += [["zfs", "set", "mountpoint=%s" % kids[c], c] for c in sorted(kids)]
 
     def mountable(name):  # the nearest local mountpoint decides (the top's, or a child's)
         while name != t and name not in kids:
             name = name.rsplit("/", 1)[0]
-        return (kids[name][1] if name in kids else mp) not in ("none", "legacy")
+        return (kids[name] if name in kids else mp) not in ("none", "legacy")
 
     members = [d.name for d in tree.datasets if d.type == "filesystem" and d["canmount"] != "off"
                and d["mounted"] != "yes" and (d.name == t or d.name.startswith(t + "/"))] \
@@ -196,16 +222,22 @@ def switch_commands(item, tree, altroot=None):
     return cmds + [["zfs", "set", "%s=%s" % (MIGRATED_FROM, item["source"]), t]] + release_commands(item)
 
 
-def child_mountpoints(items, local, tree):
+def switch_commands(item, tree, altroot=None):
+    """The whole switch, as :func:`migrate` runs it around the unchanged-original check."""
+    return unmount_commands(item, altroot) + takeover_commands(item, tree, altroot)
+
+
+def child_mountpoints(items, local, kept):
     """Per pending item, {copy's descendant: (original's descendant, mountpoint)} for every
-    local mountpoint below the original (``local``: ``zfs get -s local`` output), where one the
-    copy kept in an interrupted switch wins."""
+    local mountpoint below the original (``local``: ``zfs get -s local mountpoint``), where one
+    the copy kept in an interrupted switch wins (``kept``: ``zfs get -s local`` of
+    blindvault:migrate-mountpoint; a user property inherits, so only local values count)."""
     for item in items:
         s, t = item["source"], item["target"]
         kids = {t + n[len(s):]: (n, v) for n, v in local.items() if n.startswith(s + "/")}
-        for d in tree.datasets:
-            if d.name.startswith(t + "/") and d[MOUNTPOINT_WAS]:
-                kids[d.name] = (s + d.name[len(t):], d[MOUNTPOINT_WAS])
+        for n, v in kept.items():
+            if n.startswith(t + "/"):
+                kids[n] = (s + n[len(t):], v)
         item["child_mountpoints"] = kids
 
 
@@ -215,10 +247,10 @@ def release_commands(item):
     return [["zfs", "inherit", "-r", REPLICA_OF, item["target"]]]
 
 
-def migrate(runner, opts):
+def migrate(runner, opts, now=None):
     validate(opts)
     names = list(opts.datasets)
-    src = read_tree(runner, names, recursive=False, with_holds=False, extra=EXTRA, types="filesystem,volume")
+    src = read_tree(runner, names, recursive=True, with_holds=False, extra=EXTRA, types="filesystem,volume")
     dst = read_tree(runner, [opts.root], recursive=True, with_holds=False, extra=EXTRA, types="filesystem,volume")
     items = plan(src, dst, opts)
     root = dst.get(opts.root)
@@ -227,7 +259,9 @@ def migrate(runner, opts):
     if proof is not None and proof.rc != 0:
         raise Refusal("key_file %s does not open %s: %s" % (opts.key_file, opts.root,
                                                             (proof.stderr or proof.stdout).strip()))
-    snapshot = opts.final_snapshot if opts.finalize else opts.snapshot
+    # A finalize takes a new final snapshot each run: whatever was written before it (a rerun
+    # after a refused switch included) travels; nothing written after it is ever destroyed.
+    snapshot = time.strftime(opts.final_snapshot, time.gmtime(now)) if opts.finalize else opts.snapshot
     result = {"changed": False, "root": opts.root, "snapshot": snapshot, "finalize": opts.finalize,
               "datasets": items, "warnings": []}
     pending = [i for i in items if i["action"] in ("copy", "update")]
@@ -249,28 +283,63 @@ def migrate(runner, opts):
     after = read_tree(runner, [opts.root], recursive=True, with_holds=False, extra=EXTRA,
                       types="filesystem,volume")
     altroot = runner.run(["zpool", "list", "-H", "-o", "altroot", opts.root.split("/", 1)[0]]).stdout.strip()
-    local = {}
+    altroot = None if altroot in ("", "-") else altroot
     originals = [i["source"] for i in pending if i["source"] in src]
-    if originals:
-        got = runner.run(["zfs", "get", "-H", "-r", "-s", "local", "-o", "name,value", "mountpoint"] + originals)
-        local = dict(line.split("\t", 1) for line in got.stdout.splitlines() if "\t" in line)
-    child_mountpoints(pending, local, after)
+    local = _local(runner, "mountpoint", originals)
+    kept = _local(runner, MOUNTPOINT_WAS, [i["target"] for i in pending if i["target"] in after])
+    child_mountpoints(pending, local, kept)
     if pending and runner.run(["zfs", "get", "-H", "-o", "value", "keystatus", opts.root]).stdout.strip() \
             != "available":
         runner.run(["zfs", "load-key", "-L", "file://" + opts.key_file, opts.root], changes=True)
         result["key_loaded"] = True
     for item in items:
-        steps = []
-        if item["action"] in ("copy", "update"):
-            steps += switch_commands(item, after, None if altroot in ("", "-") else altroot)
-        elif item["action"] == "destroy":
-            steps += release_commands(item)
-        if item["action"] in ("copy", "update", "destroy"):
-            steps.append(["zfs", "destroy", "-r", item["source"]])
+        if item["action"] not in ("copy", "update", "destroy"):
+            continue
+        steps = unmount_commands(item, altroot) if item["action"] != "destroy" else []
         item["finalize"] = [" ".join(c) for c in steps]
         for c in steps:
             runner.run(c, changes=True)
-        if steps:
-            result["changed"] = True
-            item["action"] = "migrated" if not runner.check_mode else item["action"]
+        if not runner.check_mode:
+            _unchanged_since_copy(runner, item)  # nothing is taken over or destroyed otherwise
+        last = takeover_commands(item, after, altroot) if item["action"] != "destroy" else release_commands(item)
+        last.append(["zfs", "destroy", "-r", item["source"]])
+        item["finalize"] += [" ".join(c) for c in last]
+        for c in last:
+            runner.run(c, changes=True)
+        result["changed"] = True
+        if not runner.check_mode:
+            item["action"] = "migrated"
     return result
+
+
+def _local(runner, prop, names):
+    """{dataset: value} of ``prop`` where it is set locally on ``names`` or below (one process)."""
+    if not names:
+        return {}
+    got = runner.run(["zfs", "get", "-H", "-r", "-s", "local", "-o", "name,value", prop] + names)
+    return dict(line.split("\t", 1) for line in got.stdout.splitlines() if "\t" in line)
+
+
+def _unchanged_since_copy(runner, item):
+    """Refuse (before anything is taken over or destroyed) unless every dataset of the original
+    has had nothing written since its newest snapshot and the copy holds that very snapshot (by
+    guid): a write after the final snapshot, a dataset recreated under the old name, or one
+    created after the copy would otherwise be destroyed without a copy."""
+    s, t = item["source"], item["target"]
+    runner.run(["zpool", "sync", s.split("/", 1)[0]])  # written counts synced txgs only
+    src = read_tree(runner, [s], recursive=True, with_holds=False, extra=("written",))
+    dst = read_tree(runner, [t], recursive=True, with_holds=False)
+    for d in src.datasets:
+        snaps = src.snapshots_of(d.name)
+        copy = t + d.name[len(s):]
+        have = {str(x["guid"]) for x in dst.snapshots_of(copy)}
+        why = None
+        if not snaps:
+            why = "%s has no snapshot: it was created after the copy" % d.name
+        elif str(snaps[-1]["guid"]) not in have:
+            why = "%s's newest snapshot %s is not on the copy %s" % (d.name, snaps[-1].name, copy)
+        elif d["written"]:
+            why = "%s was written after %s (%d bytes)" % (d.name, snaps[-1].name, d["written"])
+        if why:
+            raise Refusal("%s: nothing was destroyed. Stop what writes to it and run finalize again "
+                          "(a new final snapshot carries the rest)" % why)

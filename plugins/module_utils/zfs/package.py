@@ -44,7 +44,10 @@ PACKAGE_NAME = re.compile(r"^[A-Za-z0-9_.:@%+-]+$")
 
 
 class PackageError(ValueError):
-    """A package that must not be received (the message says which file and why)."""
+    """A package that must not be received (the message says which file and why).
+    ``foreign``: the file is not for this site at all (another recipient's, not an age file)."""
+
+    foreign = False
 
 
 @dataclass
@@ -285,7 +288,9 @@ def read_unsigned_header(directory, fname, identities):
                     break
             return sendstream.read_header(bytes(buf))
         except age.AgeFileError as e:
-            raise PackageError("%s: %s" % (fname, e)) from None
+            err = PackageError("%s: %s" % (fname, e))
+            err.foreign = "no identity matches" in str(e) or "not an age file" in str(e)
+            raise err from None
         except sendstream.StreamFormatError as e:
             raise PackageError("%s: %s" % (fname, e)) from None
 

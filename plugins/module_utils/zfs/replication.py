@@ -742,11 +742,23 @@ def _target_key(runner, opts, dst, anc, target_top):
     if res.rc != 0:
         raise Refusal("target_key_file %s does not open the key of %s (the target's encryption "
                       "root): %s" % (path, root, (res.stderr or res.stdout).strip()))
-    for tree in (dst, anc):
+    _as_loaded(root, dst, anc)
+    return root
+
+
+def _as_loaded(root, *trees):
+    """The planner sees ``root``'s key as loaded (target_key_file loads it for the receives)."""
+    for tree in trees:
         for d in tree.datasets:
             if d.encryptionroot == root:
                 d.props["keystatus"] = "available"
-    return root
+
+
+def _unload(runner, root, warnings):
+    gone = runner.run(["zfs", "unload-key", root], changes=True, check=False)
+    if gone.rc != 0:
+        warnings.append("the key of %s was loaded for the receive and could not be unloaded: %s"
+                        % (root, (gone.stderr or gone.stdout).strip()))
 
 
 def replicate(runner, opts, now=None):
@@ -762,6 +774,11 @@ def replicate(runner, opts, now=None):
 
     # interrupted receives first: resume them (or abort with resume: false), then re-read
     tokens = [t for t in dst.datasets if t["receive_resume_token"]]
+    preloaded = None
+    if tokens and key_root and opts.resume and not runner.check_mode:
+        # a resumed non-raw receive into the encrypted target needs its key as much as a new one
+        runner.run(["zfs", "load-key", "-L", "file://" + opts.target_key_file, key_root], changes=True)
+        preloaded = result["target_key_loaded"] = key_root
     if tokens:
         for t in tokens:
             if opts.resume:
@@ -773,6 +790,8 @@ def replicate(runner, opts, now=None):
                 result.setdefault("aborted", []).append(t.name)
         if not runner.check_mode:
             dst = read_tree(runner, [target_top], recursive=True, extra=TARGET_EXTRA)
+            if key_root:
+                _as_loaded(key_root, dst)
 
     names = [d.name for d in src.datasets
              if d.name == source_top or (opts.recursive and d.name.startswith(source_top + "/"))]
@@ -796,9 +815,10 @@ def replicate(runner, opts, now=None):
             changed = True
         failed_groups = {}
         load = key_root if any(st.status == "planned" and "-w" not in st.send for st in plan.streams) else None
-        if load:  # non-raw receives are encrypted under the target's root: its key, for them only
+        if load and not preloaded:  # non-raw receives are encrypted under the target's root: its key, for them only
             runner.run(["zfs", "load-key", "-L", "file://" + opts.target_key_file, load], changes=True)
             result["target_key_loaded"] = load
+        load = load or preloaded
         try:
             for st in plan.streams:
                 if st.status != "planned":
@@ -822,10 +842,8 @@ def replicate(runner, opts, now=None):
                 changed = True
         finally:
             if load:
-                gone = runner.run(["zfs", "unload-key", load], changes=True, check=False)
-                if gone.rc != 0:
-                    warnings.append("the key of %s was loaded for the receive and could not be unloaded: %s"
-                                    % (load, (gone.stderr or gone.stdout).strip()))
+                _unload(runner, load, warnings)
+            preloaded = None
         for m in plan.members:
             if m.stream is not None:
                 st = plan.streams[m.stream]
@@ -844,6 +862,8 @@ def replicate(runner, opts, now=None):
         changed = changed or bool(marks)
         if changed:
             dst = read_tree(runner, [target_top], recursive=True, with_holds=False)
+    if preloaded:  # loaded for a resume, and nothing was sent after it
+        _unload(runner, preloaded, warnings)
     after = dst
     hazards = plan.hazards + tree_hazards(after)
     if not (opts.raw is False and opts.decrypt):  # decrypted copies have the target's structure

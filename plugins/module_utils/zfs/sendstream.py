@@ -59,50 +59,65 @@ class Begin:
         return bool(self.features & FEATURE_RAW)
 
 
-def _xdr_string(buf, pos):
+PAIR_BUDGET = 1 << 20  # nvpairs in one header: far more than any real stream's
+
+
+def _xdr_string(buf, pos, end):
     (n,) = struct.unpack_from(">I", buf, pos)
     pos += 4
-    if pos + n > len(buf):
-        raise StreamFormatError("an nvlist string runs past its end")
+    if pos + n > end:
+        raise StreamFormatError("an nvlist string runs past its pair")
     return buf[pos:pos + n].decode("utf-8", "replace"), pos + ((n + 3) & ~3)
 
 
-def _nvlist(buf, pos, depth=0):
-    """(dict, position after it) of an XDR-encoded nvlist body (version, flags, pairs)."""
+def _nvlist(buf, pos, end, budget, depth=0):
+    """(dict, position after it) of an XDR-encoded nvlist body (version, flags, pairs) that
+    must lie within ``buf[pos:end]``; each nested list within its own pair, so every byte is
+    read once (``budget``: pairs left to read)."""
     if depth > 16:
         raise StreamFormatError("nvlist nested too deeply")
     pos += 8  # version, nvflag
     out = {}
     while True:
+        if pos + 8 > end:
+            raise StreamFormatError("an nvlist runs past its end")
         esize, dsize = struct.unpack_from(">ii", buf, pos)
         if esize == 0 and dsize == 0:
             return out, pos + 8
-        if esize < 16 or pos + esize > len(buf):
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise StreamFormatError("the stream header has too many nvlist pairs")
+        if esize < 16 or pos + esize > end:
             raise StreamFormatError("a damaged nvlist pair (size %d)" % esize)
-        end = pos + esize
-        name, p = _xdr_string(buf, pos + 8)
-        dtype, nelem = struct.unpack_from(">ii", buf, p)
+        pair_end = pos + esize
+        name, p = _xdr_string(buf, pos + 8, pair_end)
+        if p + 8 > pair_end:
+            raise StreamFormatError("a damaged nvlist pair (%s)" % name)
+        dtype, _nelem = struct.unpack_from(">ii", buf, p)
         p += 8
         if dtype == _BOOLEAN:
             out[name] = True
         elif dtype == _STRING:
-            out[name] = _xdr_string(buf, p)[0]
-        elif dtype in (_UINT64, _INT64, _HRTIME):
+            out[name] = _xdr_string(buf, p, pair_end)[0]
+        elif dtype in (_UINT64, _INT64, _HRTIME) and p + 8 <= pair_end:
             out[name] = struct.unpack_from(">Q" if dtype == _UINT64 else ">q", buf, p)[0]
-        elif dtype == _BOOLEAN_VALUE or dtype in _INT32ISH:
+        elif (dtype == _BOOLEAN_VALUE or dtype in _INT32ISH) and p + 4 <= pair_end:
             out[name] = struct.unpack_from(">i", buf, p)[0]
         elif dtype == _NVLIST:
-            out[name] = _nvlist(buf, p, depth + 1)[0]
+            out[name], after = _nvlist(buf, p, pair_end, budget, depth + 1)
+            if after != pair_end:
+                raise StreamFormatError("a nested nvlist does not fill its pair (%s)" % name)
         # other types (arrays, doubles) are skipped: nothing here needs them
-        pos = end
+        pos = pair_end
 
 
 def unpack_nvlist(buf):
     """A packed nvlist (``nvlist_pack(..., NV_ENCODE_XDR)``) as a dict."""
     if len(buf) < 12 or buf[0] != 1:
         raise StreamFormatError("the stream header's nvlist is not XDR-encoded")
+    data = bytes(buf)
     try:
-        return _nvlist(bytes(buf), 4)[0]
+        return _nvlist(data, 4, len(data), [PAIR_BUDGET])[0]
     except struct.error:
         raise StreamFormatError("the stream header's nvlist is cut short") from None
 
@@ -162,8 +177,11 @@ class Header:
         return self.begin.payload.get("fromsnap")
 
     def filesystems(self):
-        """Each filesystem's entry of a compound stream, the top dataset first, then by name."""
-        fss = [v for v in (self.begin.payload.get("fss") or {}).values() if isinstance(v, dict)]
+        """Each filesystem's entry of a compound stream (those with a name), the top dataset
+        first, then by name."""
+        fss = self.begin.payload.get("fss")
+        fss = [v for v in (fss.values() if isinstance(fss, dict) else ())
+               if isinstance(v, dict) and isinstance(v.get("name"), str)]
         return sorted(fss, key=lambda fs: (fs.get("name") != self.dataset, fs.get("name", "")))
 
     def top(self):
@@ -204,4 +222,6 @@ def needed(buf):
         _t, plen, _r, _o = read_record(buf, 0)
     except StreamFormatError:
         return RECORD
+    if plen > PAYLOAD_LIMIT:
+        raise StreamFormatError("the stream's header payload is %d bytes (more than %d)" % (plen, PAYLOAD_LIMIT))
     return RECORD + plen + RECORD + RECORD

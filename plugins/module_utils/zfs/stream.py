@@ -272,7 +272,8 @@ def label(path, m):
 
 def unsigned_manifest(directory, fname, ids, group):
     """A manifest-like plan for the unsigned stream ``fname`` (``zfs send [-w] -R ROOT@snap |
-    age -r ...``) read from its BEGIN records, or None when it is another group's stream.
+    age -r ...``) read from its BEGIN records; None when it is another group's stream or not
+    addressed to this site's identity (the caller warns).
 
     Only a complete group goes: a ``-R`` stream whose top dataset is ``group`` and is not an
     encrypted member of someone else's group. A stream of a dataset inside ``group``, or a
@@ -280,7 +281,25 @@ def unsigned_manifest(directory, fname, ids, group):
     try:
         h = package.read_unsigned_header(directory, fname, ids)
     except package.PackageError as exc:
+        if exc.foreign:
+            return None
         raise Refusal("%s; nothing was received" % exc) from None
+    try:
+        return _unsigned_plan(h, fname, group)
+    except (TypeError, ValueError, AttributeError, KeyError, OverflowError) as exc:
+        raise Refusal("%s: its stream header is not understood (%s); nothing was received"
+                      % (fname, exc)) from None
+
+
+def _foreign(directory, fname, ids):
+    try:
+        package.read_unsigned_header(directory, fname, ids)
+    except package.PackageError as exc:
+        return exc.foreign
+    return False
+
+
+def _unsigned_plan(h, fname, group):
     top_name = h.dataset
     if top_name != group and not top_name.startswith(group + "/"):
         return None
@@ -297,28 +316,34 @@ def unsigned_manifest(directory, fname, ids, group):
                       "(R1); nothing was received" % (fname, group))
     tosnap, fromsnap = h.tosnap, h.fromsnap
     fss = h.filesystems()
-    if not tosnap or not all(isinstance(fs.get("name"), str) and valid_name(fs["name"])
-                             and (fs["name"] == group or fs["name"].startswith(group + "/")) for fs in fss):
-        raise Refusal("%s: its header names datasets outside group %s; nothing was received" % (fname, group))
-    guids = {fs["name"]: str(fs["snaps"][tosnap]) for fs in fss
-             if isinstance(fs.get("snaps"), dict) and tosnap in fs["snaps"]}
+    if not isinstance(tosnap, str) or not SNAPSHOT_NAME.match(tosnap) \
+            or (fromsnap is not None and (not isinstance(fromsnap, str) or not SNAPSHOT_NAME.match(fromsnap))) \
+            or not all(valid_name(fs["name"]) and (fs["name"] == group or fs["name"].startswith(group + "/"))
+                       and isinstance(fs.get("snaps"), dict)
+                       and all(isinstance(g, int) for g in fs["snaps"].values()) for fs in fss):
+        raise Refusal("%s: its header names snapshots or datasets outside group %s; nothing was received"
+                      % (fname, group))
+    guids = {fs["name"]: str(fs["snaps"][tosnap]) for fs in fss if tosnap in fs["snaps"]}
     if group not in guids:
         raise Refusal("%s: its header has no snapshot %s of %s; nothing was received" % (fname, tosnap, group))
     base_guid = None
     if fromsnap:
-        base_guid = (top.get("snaps") or {}).get(fromsnap)
+        base_guid = top["snaps"].get(fromsnap)
         if base_guid is None:
             raise Refusal("%s: an incremental stream from @%s, a snapshot its header does not list; "
                           "nothing was received" % (fname, fromsnap))
     when = (h.first.creation_time if h.first else 0) or h.begin.creation_time
+    try:
+        created = datetime.datetime.fromtimestamp(when, datetime.timezone.utc).isoformat()
+    except (OverflowError, OSError, ValueError):
+        created = ""
     entry = {"file": fname, "kind": "group" if fromsnap else "full", "datasets": [fs["name"] for fs in fss],
              "send": "zfs send%s -R %s%s@%s (unsigned, read from the stream's header)"
                      % (" -w" if h.top_encrypted else "", "-I @%s " % fromsnap if fromsnap else "", group, tosnap),
              "snapshot": tosnap, "guids": guids, "base": fromsnap,
              "base_guid": None if base_guid is None else str(base_guid)}
     return {"label": fname, "unsigned": True, "group": group, "snapshot": tosnap,
-            "created": datetime.datetime.fromtimestamp(when, datetime.timezone.utc).isoformat(),
-            "streams": [entry]}
+            "created": created, "streams": [entry]}
 
 
 def plan_import(manifests, dst, group, target, target_parent_exists):
@@ -401,6 +426,8 @@ def import_(runner, o):
             m = unsigned_manifest(o.directory, fname, ids, o.dataset)
             if m is not None:
                 manifests.append((o.directory, m))
+            elif _foreign(o.directory, fname, ids):
+                warnings.append("%s is not addressed to identity_file (or not an age file): left alone" % fname)
         if any(m.get("unsigned") for _p, m in manifests):
             warnings.append("unsigned streams (allow_unsigned): age proves nobody but a holder of the "
                             "recipient's public key wrote them; a signed package (zfs_stream "

@@ -109,6 +109,10 @@ def test_files_carrier_verify_plan_reads_roots_on_the_target_and_the_summary_nam
     plan = sn.sneakernet_verify_plan(items, after, [{"encryptionroot": "b/site-a/vault", "key_file": "/k"}], True)
     assert plan[0]["roots"] == ["b/site-a/vault", "b/site-a/vault/own"]
     assert plan[0]["missing"] == ["b/site-a/vault/own"] and not plan[0]["verify"]
+    keys = [{"encryptionroot": "a/vault", "key_file": "/k"}, {"encryptionroot": "a/vault/own", "key_file": "/o"}]
+    by_source_name = sn.sneakernet_verify_plan(items, after, keys, True)
+    assert by_source_name[0]["verify"] and [k["encryptionroot"] for k in by_source_name[0]["keys"]] == \
+        ["b/site-a/vault", "b/site-a/vault/own"]
     imported = [{"packages": [{"package": "a%vault@trip3-site-b"}]}]
     rows = sn.sneakernet_files_summary(items, imported, [{}], plan, depart=False)
     assert rows[0]["action"] == "imported a%vault@trip3-site-b" and rows[0]["verified"] == "no key"

@@ -81,7 +81,8 @@ def test_the_switch_keeps_the_mountpoints_first_and_marks_last():
                  fs("tank/enc/home/web", "tank/enc", mounted="no"), fs("tank/enc/home/web/x", "tank/enc", mounted="no"),
                  fs("tank/enc/home/old", "tank/enc", mounted="no",
                     **{"blindvault:migrate-mountpoint": "legacy"})))
-    migrate.child_mountpoints([item], {"tank/home/web": "/alt/var/www", "tank/home/old": "none"}, tree)
+    migrate.child_mountpoints([item], {"tank/home/web": "/alt/var/www", "tank/home/old": "none"},
+                              {"tank/enc/home/old": "legacy"})
     cmds = [" ".join(c) for c in migrate.switch_commands(item, tree, altroot="/alt")]
     assert cmds == [
         "zfs set blindvault:migrate-mountpoint=/srv/home tank/enc/home",
@@ -101,3 +102,51 @@ def test_the_switch_keeps_the_mountpoints_first_and_marks_last():
     dst = Tree((ROOT, fs("tank/enc/home", "tank/enc", **{"blindvault:replica-of": "tank/home",
                                                          "blindvault:migrate-mountpoint": "/srv/home"})))
     assert migrate.plan(src, dst, migrate.MigrateOptions(["tank/home"], "tank/enc", "/k"))[0]["mountpoint"] == "/srv/home"
+
+
+def test_volumes_or_encrypted_datasets_inside_an_original_are_refused_up_front(tmp_path):
+    vol = Dataset("tank/a/vol", "volume", {"encryption": "off"})
+    with pytest.raises(Refusal, match="tank/a/vol .* is a volume"):
+        migrate.plan(Tree((fs("tank/a"), vol)), Tree((ROOT,)), opts(tmp_path, "tank/a"))
+    with pytest.raises(Refusal, match="tank/a/e .* encrypted already"):
+        migrate.plan(Tree((fs("tank/a"), fs("tank/a/e", "tank/a/e"))), Tree((ROOT,)), opts(tmp_path, "tank/a"))
+
+
+class _Runner:
+    check_mode = False
+
+    def __init__(self):
+        self.ran = []
+
+    def run(self, argv, **_kw):
+        self.ran.append(" ".join(argv))
+
+
+def _snap(name, guid):
+    return Dataset(name, "snapshot", {"guid": guid, "createtxg": 1})
+
+
+@pytest.mark.parametrize("src,match", [
+    ((fs("tank/a", written=4096), _snap("tank/a@f1", 7)), "written after tank/a@f1"),
+    ((fs("tank/a", written=0), _snap("tank/a@f2", 8)), "not on the copy"),
+    ((fs("tank/a", written=0),), "created after the copy"),
+    ((fs("tank/a", written=0), _snap("tank/a@f1", 7), fs("tank/a/new", written=0)), "tank/a/new has no snapshot"),
+])
+def test_an_original_that_changed_after_the_final_snapshot_is_never_destroyed(monkeypatch, src, match):
+    copy = Tree((fs("tank/enc/a", "tank/enc"), _snap("tank/enc/a@f1", 7)))
+    trees = {"tank/a": Tree(src), "tank/enc/a": copy}
+    monkeypatch.setattr(migrate, "read_tree", lambda runner, names, **kw: trees[names[0]])
+    runner = _Runner()
+    with pytest.raises(Refusal, match=match + ".*nothing was destroyed"):
+        migrate._unchanged_since_copy(runner, {"source": "tank/a", "target": "tank/enc/a"})
+    assert runner.ran == ["zpool sync tank"]
+    trees["tank/a"] = Tree((fs("tank/a", written=0), _snap("tank/a@f1", 7)))
+    migrate._unchanged_since_copy(runner, {"source": "tank/a", "target": "tank/enc/a"})  # unchanged: goes on
+
+
+def test_each_finalize_takes_a_new_final_snapshot_name(tmp_path):
+    o = opts(tmp_path, "tank/a")
+    migrate.validate(o)
+    assert o.final_snapshot == "blindvault-migrate-final-%Y%m%d%H%M%S"
+    with pytest.raises(Refusal, match="fixed name"):
+        migrate.validate(opts(tmp_path, "tank/a", snapshot="m-%Y"))

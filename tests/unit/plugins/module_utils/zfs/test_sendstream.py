@@ -3,6 +3,7 @@ importing unsigned `zfs send -R | age -r` streams planned from them."""
 
 import os
 import struct
+import subprocess
 
 import pytest
 
@@ -94,6 +95,21 @@ def test_a_plain_stream_and_non_streams():
     assert sendstream.unpack_nvlist(pack_nvlist({"skip": [1, 2, 3], "keep": "x"})) == {"keep": "x"}
 
 
+def test_hostile_headers_are_refused_quickly_not_parsed_forever():
+    """A nested list pointing past its pair (shared by every pair of every level) would take
+    exponential time; nested lists must fill their own pair exactly."""
+    inner = _nvlist_body({"x": 1})
+    level = inner
+    for _level in range(20):  # each level's pair claims only 16 bytes but its list runs on
+        head = _xdr_string("n") + struct.pack(">ii", 19, 1)
+        level = struct.pack(">ii", 0, 1) + struct.pack(">ii", 8 + len(head), 0) + head + level
+    with pytest.raises(sendstream.StreamFormatError):
+        sendstream.unpack_nvlist(bytes([1, 1, 0, 0]) + level)
+    huge = struct.pack("<II", 0, 0xFFFFFFF0) + struct.pack("<Q", sendstream.MAGIC)
+    with pytest.raises(sendstream.StreamFormatError, match="more than"):
+        sendstream.needed(huge.ljust(sendstream.RECORD, b"\0"))
+
+
 def test_needed_grows_until_the_first_substream_is_in():
     data = compound("a/er", "s1", GROUP)
     n = 0
@@ -178,3 +194,31 @@ def test_without_allow_unsigned_an_age_file_alone_is_not_imported(site):
     o = stream.ImportOptions("a/er", "b/er", str(site["tmp"] / "carrier"), [], str(site["tmp"] / "id"))
     with pytest.raises(Refusal, match="trusted_signers"):
         stream.import_(site["runner"](), o)
+
+
+@pytest.mark.parametrize("fss,hdr_extra,match", [
+    ([{"name": 5, "snaps": {"s0": 1}}, fss_entry("a/er", {"s0": 100}, True)], {}, None),
+    ([fss_entry("a/er", {"s0": 100}, True)], {"fromsnap": {"x": 1}}, "not understood|outside group"),
+    ([{"name": "a/er", "snaps": 7, "is_encroot": True}], {}, "outside group"),
+])
+def test_type_confused_headers_get_a_clear_refusal(site, fss, hdr_extra, match):
+    hdr = {"tosnap": "s0", "fss": {"0x%x" % (i + 1): f for i, f in enumerate(fss)}}
+    hdr.update(hdr_extra)
+    data = (record(0, pack_nvlist(hdr), hdrtype=2, toname="a/er@s0") + record(5)
+            + record(0, b"", hdrtype=1, features=1 << 24, ctime=2 ** 63 - 1, toname="a/er@s0") + bytes(3000))
+    _put(site, "odd.age", data)
+    if match is None:  # a nameless entry is ignored; the rest is a whole group (created time unknown)
+        res = _import(site, [Tree(()), Tree(())])
+        assert res["changed"] and res["packages"][0]["created"] == ""
+        return
+    with pytest.raises(Refusal, match=match):
+        _import(site, [Tree(())])
+
+
+def test_a_file_for_another_recipient_is_left_alone_with_a_warning(site, tmp_path):
+    out = subprocess.run(["age-keygen", "-o", str(tmp_path / "other")], capture_output=True, text=True, check=True)
+    rcpt = [w for w in out.stderr.split() if w.startswith("age1")][0]
+    (site["tmp"] / "carrier" / "escrow.age").write_bytes(age.encrypt(b"a key escrow", [rcpt]))
+    _put(site, "r0.age", compound("a/er", "s0", [fss_entry("a/er", {"s0": 100}, True)]))
+    res = _import(site, [Tree(()), Tree(())])
+    assert res["changed"] and "escrow.age is not addressed" in str(res["warnings"])
