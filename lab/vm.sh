@@ -35,7 +35,8 @@ ENV
 mem=${BV_LAB_MEMORY:-4G}  # pytest and the Molecule batch run side by side
 cpus=${BV_LAB_CPUS:-2}
 # BV_LAB_DISKS: host image files attached as /dev/vdc, /dev/vdd, ... in order (they outlive the
-# VM: the power-cut tests kill it and boot again on the same files).
+# VM: the power-cut tests kill it and boot again on the same files). An entry may carry QEMU
+# drive options after a comma, e.g. FILE,throttling.bps-write=4194304 (a slow disk).
 disks=()
 for d in ${BV_LAB_DISKS:-}; do disks+=(--qemu-opts="-drive file=$d,format=raw,if=virtio"); done
 export PATH="$BV_VENV/bin:$PATH"

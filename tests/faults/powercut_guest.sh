@@ -15,34 +15,36 @@ step=$1 dir=$2
 pb() { ansible-playbook -i localhost, -e "pc_dir=$dir" "$BV_TOP/tests/faults/powercut_send.yml"; }
 case $step in
   send-1)
-    zpool create -f -o cachefile=none -O mountpoint=/mnt/bvpcsrc bvpcsrc /dev/vdc
+    zpool create -f -o cachefile=none -O mountpoint=/tmp/bvpcsrc bvpcsrc /dev/vdc
     zpool create -f -o cachefile=none -O mountpoint=none bvpcdst /dev/vdd
     head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$dir/key"
     zfs create -o encryption=aes-256-gcm -o keyformat=hex -o "keylocation=file://$dir/key" bvpcsrc/vault
     zfs create bvpcsrc/vault/docs
     for i in 1 2 3 4; do
-      head -c 20M /dev/urandom > "/mnt/bvpcsrc/vault/f$i.bin"
-      head -c 20M /dev/urandom > "/mnt/bvpcsrc/vault/docs/d$i.bin"
+      head -c 20M /dev/urandom > "/tmp/bvpcsrc/vault/f$i.bin"
+      head -c 20M /dev/urandom > "/tmp/bvpcsrc/vault/docs/d$i.bin"
     done
-    (cd /mnt/bvpcsrc/vault && find . -type f | sort | xargs sha256sum) > "$dir/src.sha"
+    (cd /tmp/bvpcsrc/vault && find . -type f | sort | xargs sha256sum) > "$dir/src.sha"
     zpool sync
     touch "$dir/data-synced"
+    # little dirty data: the receive waits for the (throttled) replica disk, not for RAM
+    echo $(( 16 << 20 )) > /sys/module/zfs/parameters/zfs_dirty_data_max
     pb
     touch "$dir/send-finished"  # the cut came too late if this exists
     ;;
   send-2)
-    zpool import -f -o cachefile=none -d /dev/vdc bvpcsrc
-    zpool import -f -o cachefile=none -d /dev/vdd bvpcdst
+    zpool import -f -o cachefile=none -d /dev bvpcsrc  # whole disks: zfs partitioned them (vdc1)
+    zpool import -f -o cachefile=none -d /dev bvpcdst
     token=$(zfs get -H -o value receive_resume_token bvpcdst/vault 2>/dev/null || echo none)
     echo "${token:0:16}" > "$dir/token-after-cut"
     zfs load-key bvpcsrc/vault  # keylocation=file://: as the site's boot would
     zfs mount -a
-    (cd /mnt/bvpcsrc/vault && sha256sum -c --quiet "$dir/src.sha") && touch "$dir/source-intact"
+    (cd /tmp/bvpcsrc/vault && sha256sum -c --quiet "$dir/src.sha") && touch "$dir/source-intact"
     pb
     zfs load-key -L "file://$dir/key" bvpcdst/vault
-    zfs set mountpoint=/mnt/bvpcdst bvpcdst/vault
+    zfs set mountpoint=/tmp/bvpcdst bvpcdst/vault
     zfs mount -a
-    (cd /mnt/bvpcdst && sha256sum -c --quiet "$dir/src.sha") && touch "$dir/replica-equal"
+    (cd /tmp/bvpcdst && sha256sum -c --quiet "$dir/src.sha") && touch "$dir/replica-equal"
     zpool export bvpcdst; zpool export bvpcsrc
     ;;
   md-1)

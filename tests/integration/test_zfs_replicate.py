@@ -336,6 +336,26 @@ def test_an_interrupted_replication_stream_with_a_new_child_ends_under_its_root(
     assert read_back(dst, k1) == files_of(src)
 
 
+def test_a_seed_cut_in_its_root_resumes_and_brings_the_members_with_a_new_snapshot(module, pools, request):
+    """The power-cut case: a full -R seed cut while the root's stream flows; rerun with the SAME
+    snapshot name (a daily trip name): the root's receive resumes, and since only an -R -I
+    stream can bring the members under their root, a fresh snapshot carries them (R1)."""
+    name = node_name(request, 30)
+    src, k1 = group(pools, name, "hex")
+    put(src, "root-big.bin", 3 << 20)
+    dst = "%s/%s" % (pools["carrier"], name)
+    sh("zfs", "snapshot", "-r", src + "@day1")
+    cut_stream(["zfs", "send", "-w", "-R", src + "@day1"], ["zfs", "recv", "-s", "-u", dst], 1 << 20)
+    assert prop(dst, "receive_resume_token") not in ("", "-")
+    res = module("zfs_replicate", {"source": src, "target": dst, "snapshot": "day1"})
+    assert not res.failed, "%s\n%s" % (res.get("msg"), res.get("datasets"))
+    assert res["resumed"] == [dst] and res["snapshot"].startswith("day1-") and res["snapshot_taken"]
+    assert "interrupted seed" in str(res["warnings"]), res["warnings"]
+    assert prop(dst + "/child", "encryptionroot") == dst and res["hazards"] == []
+    assert read_back(dst, k1) == files_of(src)
+    assert module("zfs_replicate", {"source": src, "target": dst, "snapshot": "day1"})["changed"] is False
+
+
 def test_an_orphan_blocks_its_group_until_allowed(module, pools, request):
     name = node_name(request, 30)
     src, k1 = group(pools, name, "hex", children=("keep", "gone"))

@@ -143,6 +143,9 @@ class ReplicationPlan:
     refused: Dict[str, str]
     hazards: List[dict]
     warnings: List[str]
+    # groups whose root is at the snapshot already while members still lack it (an interrupted
+    # -R seed, resumed for the root alone): only a newer snapshot can carry them, root first
+    need_newer: List[str] = field(default_factory=list)
 
 
 def raw_setting(value):
@@ -273,6 +276,8 @@ def plan_replication(src, dst, opts, source_top, target_top, snapshot, new_snaps
     decided = {}
     streams = []
     hazards = []
+
+    need_newer = []
 
     def refuse(group, why):
         refused.setdefault(group, why)
@@ -524,6 +529,7 @@ def plan_replication(src, dst, opts, source_top, target_top, snapshot, new_snaps
         if base_short == snapshot:
             refuse(g, "%s, but %s is already at %s: it needs a newer snapshot from the origin "
                       "(replicate there first)" % (reason, root.target, snapshot))
+            need_newer.append(g)
             continue
         lagging, catch_up = [], []
         for name in subtree(g):
@@ -622,7 +628,8 @@ def plan_replication(src, dst, opts, source_top, target_top, snapshot, new_snaps
                         "its newest shared snapshot %s" % (source_top, top[REPLICA_OF], snapshot))
     return ReplicationPlan(source_top, target_top, snapshot, take,
                            bool(top is not None and top[REPLICA_OF]),
-                           [decided[d.name] for d in chosen], streams, refused, hazards, warnings)
+                           [decided[d.name] for d in chosen], streams, refused, hazards, warnings,
+                           need_newer)
 
 
 # ---------------------------------------------------------------------------------------
@@ -798,6 +805,18 @@ def replicate(runner, opts, now=None):
     short, new = _choose_snapshot(src, source_top, opts, names, now)
     plan = plan_replication(src, dst, opts, source_top, target_top, short, new, target_parent,
                             result["resumed"])
+    if plan.need_newer and not plan.source_is_replica and not new:
+        # An interrupted -R seed (a power cut, say) resumed for the root alone: the members
+        # come only in an -R -I stream from that snapshot to a newer one, which an original
+        # source can take now (a relay cannot: it says to replicate at the origin first).
+        fresh = "%s-%s" % (short, time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now)))
+        if "%s@%s" % (source_top, fresh) not in src and SNAPSHOT_NAME.match(fresh):
+            warnings.append("%s: its root is at @%s but members are missing (an interrupted seed); a new "
+                            "snapshot @%s carries them under their root in one -R -I stream (R1)"
+                            % (", ".join(plan.need_newer), short, fresh))
+            short, new = fresh, True
+            plan = plan_replication(src, dst, opts, source_top, target_top, short, new, target_parent,
+                                    result["resumed"])
     result.update(snapshot=short, snapshot_taken=False, source_is_replica=plan.source_is_replica)
     warnings += plan.warnings
     changed = bool(result["resumed"] or result.get("aborted"))
