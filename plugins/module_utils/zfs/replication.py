@@ -488,7 +488,7 @@ def plan_replication(src, dst, opts, source_top, target_top, snapshot, new_snaps
             mm.stream = idx
             if mm.action == "up to date":
                 mm.action = "incremental"
-            if mm.action == "full":
+            if mm.action == "full" and not mm.reason.startswith("missing after"):
                 mm.reason = "new member: in the group's -R -I stream from %s" % g
             elif mm.reason.startswith("structure"):
                 mm.reason += "; the group's -R -I stream from %s restores it" % g
@@ -555,6 +555,20 @@ def plan_replication(src, dst, opts, source_top, target_top, snapshot, new_snaps
             streams.append(Stream(g, "incremental", ["zfs", "send"] + (
                 ["-w"] if raw_for([mm.source]) else []) + ["-I", mm.base, want.name], [],
                 [mm.source], mm.target, None, ""))
+        # Members missing on the target although they have the base snapshot (an interrupted
+        # -R seed lost them): an -R -I stream cannot create them, so each goes alone at the
+        # base (landing as its own encryption root for a moment), parents first; the group's
+        # -R -I stream right after puts it back under its root (ZFS fixes the hierarchy of a
+        # raw replication stream on receive).
+        for name in subtree(g):
+            mm = decided[name]
+            at_base = src.get("%s@%s" % (name, base_short))
+            if mm.action != "full" or mm.stream is not None or at_base is None:
+                continue
+            streams.append(Stream(g, "full", ["zfs", "send"] + (["-w"] if raw_for([name]) else [])
+                                  + [at_base.name], [], [name], mm.target, None, ""))
+            mm.reason = ("missing after an interrupted seed: sent alone at %s, then put under its "
+                         "root by the group's -R -I stream" % at_base.name)
         _group_stream(g, root, base_short)
 
     # -- per-dataset incrementals, root first within each group
