@@ -70,8 +70,9 @@ if ! "$top/lab/vm.sh" "$guest md-2 $dir" > "$dir/boot4.log" 2>&1; then
   echo "power cut: the md rerun failed"; tail -40 "$dir/boot4.log"; exit 1
 fi
 [ -e "$dir/md-data-equal" ] || { echo "power cut: md data differs"; tail -40 "$dir/boot4.log"; exit 1; }
-echo "boot 4: rerun $(cat "$dir/md-result.json"); after the recovery: degraded $(cat "$dir/md-degraded"), check mismatch_cnt $(cat "$dir/md-mismatch")"
-if [ "$(cat "$dir/md-mismatch")" != 0 ] || [ "$(cat "$dir/md-degraded")" != 0 ]; then
+echo "boot 4: rerun $(cat "$dir/md-result.json") (degraded when the playbook returned: $(cat "$dir/md-degraded-after-rerun")); after an md check: degraded $(cat "$dir/md-degraded"), mismatch_cnt $(cat "$dir/md-mismatch")"
+if [ "$(cat "$dir/md-mismatch")" != 0 ] || [ "$(cat "$dir/md-degraded")" != 0 ] \
+    || [ "$(cat "$dir/md-degraded-after-rerun")" != 0 ]; then
   echo "power cut: md not clean"; exit 1
 fi
 echo "power cut mid-recovery: array whole again, 48 MiB byte-equal, 0 mismatches, 0 bytes lost"

@@ -70,6 +70,7 @@ case $step in
   md-2)
     ansible-playbook -i localhost, -e "pc_dir=$dir" -e pc_wait=true "$BV_TOP/tests/faults/powercut_md.yml"
     md=$(readlink -f /dev/md/bvpcmd)
+    cat "/sys/block/${md##*/}/md/degraded" > "$dir/md-degraded-after-rerun"
     [ "$(head -c 48M "$md" | sha256sum | cut -d' ' -f1)" = "$(cat "$dir/md.sha")" ] && touch "$dir/md-data-equal"
     echo check > "/sys/block/${md##*/}/md/sync_action"
     mdadm --wait "$md" || true

@@ -340,6 +340,7 @@ class MdPlan:
         self.readd = []  # real devices to bring back
         self.zero = []  # real devices whose superblock gets zeroed
         self.wait = False
+        self.readwrite = False  # an auto-read-only array was switched to read-write to recover
 
 
 def _view(state, level=None, devices=None, spares=None, bitmap=None, sync_action=None):
@@ -730,6 +731,17 @@ def apply(runner, mp):
     if spec.wait and spec.state in ("present", "assembled"):
         kname = kname or running_kname(spec.path)
         if kname:
+            base = os.path.join(SYSFS_BLOCK, kname, "md")
+            if blockdev.read_text(os.path.join(base, "array_state")) == "read-auto" \
+                    and blockdev.read_text(os.path.join(base, "degraded")) not in (None, "0"):
+                # assembled by udev (mdadm --incremental) and auto-read-only: md starts the
+                # recovery of a rebuilding member only at the first write, so wait would
+                # return degraded; switching to read-write lets it run (lab: a power cut
+                # during a recovery)
+                runner.run(["mdadm", "--readwrite", spec.path], changes=True)
+                notes.append("%s was auto-read-only with a rebuild pending: switched to read-write "
+                             "so the recovery runs" % spec.path)
+                mp.readwrite = True
             wait_idle(kname, spec.wait_timeout, also_degraded=True)
     return notes
 
@@ -752,7 +764,7 @@ def converge(runner, spec):
 def report(mp, arr, notes):
     spec = mp.spec
     res = {
-        "changed": mp.plan.changed,
+        "changed": mp.plan.changed or mp.readwrite,
         "name": spec.name,
         "device": spec.path if (arr is not None or mp.after.get("state") == "running") else None,
         "kernel_device": "/dev/" + arr.kname if arr is not None else None,
