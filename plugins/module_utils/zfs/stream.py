@@ -270,10 +270,13 @@ def label(path, m):
     return m.get("label") or os.path.basename(path)
 
 
+FOREIGN = "foreign"  # unsigned_manifest: the file is not addressed to this site's identity
+
+
 def unsigned_manifest(directory, fname, ids, group):
     """A manifest-like plan for the unsigned stream ``fname`` (``zfs send [-w] -R ROOT@snap |
-    age -r ...``) read from its BEGIN records; None when it is another group's stream or not
-    addressed to this site's identity (the caller warns).
+    age -r ...``) read from its BEGIN records; None when it is another group's stream, FOREIGN
+    when it is not addressed to this site's identity (or not an age file: the caller warns).
 
     Only a complete group goes: a ``-R`` stream whose top dataset is ``group`` and is not an
     encrypted member of someone else's group. A stream of a dataset inside ``group``, or a
@@ -282,21 +285,13 @@ def unsigned_manifest(directory, fname, ids, group):
         h = package.read_unsigned_header(directory, fname, ids)
     except package.PackageError as exc:
         if exc.foreign:
-            return None
+            return FOREIGN
         raise Refusal("%s; nothing was received" % exc) from None
     try:
         return _unsigned_plan(h, fname, group)
     except (TypeError, ValueError, AttributeError, KeyError, OverflowError) as exc:
         raise Refusal("%s: its stream header is not understood (%s); nothing was received"
                       % (fname, exc)) from None
-
-
-def _foreign(directory, fname, ids):
-    try:
-        package.read_unsigned_header(directory, fname, ids)
-    except package.PackageError as exc:
-        return exc.foreign
-    return False
 
 
 def _unsigned_plan(h, fname, group):
@@ -424,10 +419,10 @@ def import_(runner, o):
     if o.allow_unsigned:
         for fname in package.list_unsigned(o.directory):
             m = unsigned_manifest(o.directory, fname, ids, o.dataset)
-            if m is not None:
-                manifests.append((o.directory, m))
-            elif _foreign(o.directory, fname, ids):
+            if m == FOREIGN:
                 warnings.append("%s is not addressed to identity_file (or not an age file): left alone" % fname)
+            elif m is not None:
+                manifests.append((o.directory, m))
         if any(m.get("unsigned") for _p, m in manifests):
             warnings.append("unsigned streams (allow_unsigned): age proves nobody but a holder of the "
                             "recipient's public key wrote them; a signed package (zfs_stream "
