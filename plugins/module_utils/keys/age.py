@@ -43,6 +43,10 @@ class AgeFileError(ValueError):
     """An age file that cannot be opened: not age, no matching identity, damaged, truncated."""
 
 
+class NotForUs(AgeFileError):
+    """Not an age file, or one addressed to none of the identities (someone else's file)."""
+
+
 def _bech32_polymod(values):
     gen = (0x3B6A57B2, 0x26508E6D, 0x1EA119FA, 0x3D4233DD, 0x2A1462B3)
     chk = 1
@@ -214,7 +218,7 @@ class Reader:
     def __init__(self, f, identities, header_sha256=None):
         self._f = f
         if _read_line(f) != b"age-encryption.org/v1":
-            raise AgeFileError("not an age file (age-encryption.org/v1)")
+            raise NotForUs("not an age file (age-encryption.org/v1)")
         header = b"age-encryption.org/v1\n"
         stanzas = []
         while True:
@@ -255,7 +259,7 @@ class Reader:
             if file_key is not None:
                 break
         if file_key is None:
-            raise AgeFileError("no identity matches any recipient of this age file")
+            raise NotForUs("no identity matches any recipient of this age file")
         want = hmac.new(_hkdf(file_key, b"", b"header"), header, hashlib.sha256).digest()
         if not hmac.compare_digest(want, mac):
             raise AgeFileError("the age header's MAC does not match (the header was altered)")

@@ -289,7 +289,7 @@ def read_unsigned_header(directory, fname, identities):
             return sendstream.read_header(bytes(buf))
         except age.AgeFileError as e:
             err = PackageError("%s: %s" % (fname, e))
-            err.foreign = "no identity matches" in str(e) or "not an age file" in str(e)
+            err.foreign = isinstance(e, age.NotForUs)
             raise err from None
         except sendstream.StreamFormatError as e:
             raise PackageError("%s: %s" % (fname, e)) from None
