@@ -9,8 +9,16 @@ as if galaxy.yml's version were released (done in a scratch copy: the fragments 
 
   python3 lab/docs.py          write the files (make docs)
   python3 lab/docs.py --check  exit 1 if any generated file is missing or out of date (unit tests run it)
+  python3 lab/docs.py --source DIR --output OUT
+      read the collection at DIR (default: this checkout; or an installed copy,
+      .../ansible_collections/blindvault/storage with MANIFEST.json and FILES.json) and write
+      (or --check) docs/... and CHANGELOG.md under OUT (default: this checkout). The build
+      phase of `make test` builds the docs from the installed tarball this way.
+ansible-doc must find blindvault.storage at DIR (ANSIBLE_COLLECTIONS_PATH): every page is
+checked to come from a file under DIR.
 """
 
+import argparse
 import json
 import os
 import re
@@ -134,26 +142,39 @@ def role_page(name, data):
     return "\n".join(out) + "\n"
 
 
-def ansible_doc(kind, names):
+def ansible_doc(kind, names, src):
     if not names:
         return {}
     env = dict(os.environ)
-    env.setdefault("ANSIBLE_COLLECTIONS_PATH", os.path.dirname(os.path.dirname(os.path.dirname(TOP))))
+    env.setdefault("ANSIBLE_COLLECTIONS_PATH", os.path.dirname(os.path.dirname(os.path.dirname(src))))
     proc = subprocess.run(["ansible-doc", "-t", kind, "--json"] + [NS + n for n in names],
-                          check=True, capture_output=True, text=True, env=env)
-    return {k.replace(NS, ""): v for k, v in json.loads(proc.stdout).items()}
+                          check=False, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        raise SystemExit("ansible-doc -t %s --json failed:\n%s" % (kind, proc.stderr))
+    found = {k.replace(NS, ""): v for k, v in json.loads(proc.stdout).items()}
+    missing = sorted(set(names) - set(found))
+    if missing:  # ansible-doc only warns (exit 0) about a plugin it cannot find
+        raise SystemExit("ansible-doc -t %s found no documentation for %s:\n%s"
+                         % (kind, ", ".join(NS + n for n in missing), proc.stderr))
+    root = os.path.realpath(src) + os.sep
+    for name, data in sorted(found.items()):
+        path = data["doc"].get("filename") if kind == "module" else data.get("path")
+        if not path or not (os.path.realpath(path) + os.sep).startswith(root):
+            raise SystemExit("ansible-doc read %s%s from %s, not from %s (ANSIBLE_COLLECTIONS_PATH=%s)"
+                             % (NS, name, path, src, env["ANSIBLE_COLLECTIONS_PATH"]))
+    return found
 
 
-def pages():
-    modules = sorted(f[:-3] for f in os.listdir(os.path.join(TOP, "plugins", "modules"))
+def pages(src=TOP):
+    modules = sorted(f[:-3] for f in os.listdir(os.path.join(src, "plugins", "modules"))
                      if f.endswith(".py") and not f.startswith("_"))
-    roles_dir = os.path.join(TOP, "roles")
+    roles_dir = os.path.join(src, "roles")
     roles = sorted(r for r in os.listdir(roles_dir)
                    if os.path.isfile(os.path.join(roles_dir, r, "meta", "argument_specs.yml")))
     out = {}
-    for name, data in ansible_doc("module", modules).items():
+    for name, data in ansible_doc("module", modules, src).items():
         out["docs/modules/%s.md" % name] = module_page(name, data)
-    for name, data in ansible_doc("role", roles).items():
+    for name, data in ansible_doc("role", roles, src).items():
         out["docs/roles/%s.md" % name] = role_page(name, data)
     index = [HEADER, "# Reference\n", "## Modules\n"]
     index += ["- [%s%s](modules/%s.md)" % (NS, m, m) for m in modules]
@@ -161,21 +182,33 @@ def pages():
     index += ["- [%s%s](roles/%s.md) — guide: [roles/%s/README.md](../roles/%s/README.md)"
               % (NS, r, r, r, r) for r in roles]
     out["docs/reference.md"] = "\n".join(index) + "\n"
-    out["CHANGELOG.md"] = changelog()
+    out["CHANGELOG.md"] = changelog(src)
     return out
 
 
-def changelog():
-    """CHANGELOG.md as antsibull-changelog renders it for galaxy.yml's version (no date in it)."""
-    version = re.search(r"^version:\s*(\S+)", open(os.path.join(TOP, "galaxy.yml")).read(), re.M).group(1)
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=TOP,
-                           capture_output=True, check=True).stdout.decode().split("\0")
+def changelog(src=TOP):
+    """CHANGELOG.md as antsibull-changelog renders it for galaxy.yml's version (no date in it).
+    An installed copy has no galaxy.yml and no git: MANIFEST.json and FILES.json stand in."""
+    installed = not os.path.exists(os.path.join(src, "galaxy.yml"))
+    if installed:
+        with open(os.path.join(src, "MANIFEST.json")) as f:
+            info = json.load(f)["collection_info"]
+        version = info["version"]
+        with open(os.path.join(src, "FILES.json")) as f:
+            files = [e["name"] for e in json.load(f)["files"] if e["ftype"] == "file"]
+    else:
+        version = re.search(r"^version:\s*(\S+)", open(os.path.join(src, "galaxy.yml")).read(), re.M).group(1)
+        files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=src,
+                               capture_output=True, check=True).stdout.decode().split("\0")
     with tempfile.TemporaryDirectory() as tmp:
         dst = os.path.join(tmp, "ansible_collections", "blindvault", "storage")
         for rel in filter(None, files):
-            if os.path.isfile(os.path.join(TOP, rel)):
+            if os.path.isfile(os.path.join(src, rel)):
                 os.makedirs(os.path.dirname(os.path.join(dst, rel)), exist_ok=True)
-                shutil.copy2(os.path.join(TOP, rel), os.path.join(dst, rel))
+                shutil.copy2(os.path.join(src, rel), os.path.join(dst, rel))
+        if installed:  # galaxy.yml back from MANIFEST.json (JSON is YAML) for antsibull-changelog
+            with open(os.path.join(dst, "galaxy.yml"), "w") as f:
+                json.dump({k: v for k, v in info.items() if v is not None}, f)
         tool = os.path.join(os.path.dirname(sys.executable), "antsibull-changelog")
         for args in (["lint"], ["release", "--version", version, "--date", "1970-01-01"]):
             proc = subprocess.run([tool] + args, cwd=dst, capture_output=True, text=True, check=False)
@@ -186,19 +219,27 @@ def changelog():
 
 
 def main(argv):
-    check = "--check" in argv
+    parser = argparse.ArgumentParser(description="Generate the reference docs and CHANGELOG.md.")
+    parser.add_argument("--check", action="store_true",
+                        help="write nothing; exit 1 if a generated file is missing or out of date")
+    parser.add_argument("--source", default=TOP,
+                        help="the collection to read: a checkout or an installed copy (default: %(default)s)")
+    parser.add_argument("--output", default=TOP,
+                        help="where docs/... and CHANGELOG.md are written or checked (default: %(default)s)")
+    args = parser.parse_args(argv)
+    check, out = args.check, args.output
     stale = []
-    wanted = pages()
+    wanted = pages(os.path.abspath(args.source))
     for sub in ("docs/modules", "docs/roles"):
-        os.makedirs(os.path.join(TOP, sub), exist_ok=True)
-        for f in os.listdir(os.path.join(TOP, sub)):
+        os.makedirs(os.path.join(out, sub), exist_ok=True)
+        for f in os.listdir(os.path.join(out, sub)):
             rel = "%s/%s" % (sub, f)
             if f.endswith(".md") and rel not in wanted:
                 stale.append(rel + " (no longer generated)")
                 if not check:
-                    os.remove(os.path.join(TOP, rel))
+                    os.remove(os.path.join(out, rel))
     for rel, text in sorted(wanted.items()):
-        path = os.path.join(TOP, rel)
+        path = os.path.join(out, rel)
         current = open(path).read() if os.path.exists(path) else None
         if current != text:
             stale.append(rel)

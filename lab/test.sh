@@ -58,6 +58,36 @@ do_build() {
     echo "build: lab or CI files leaked into $tarball" >&2; return 1
   fi
   echo "built $tarball ($(du -k "$tarball" | cut -f1) KiB)"
+  # The tarball installs offline into a fresh collections path, and everything below sees only
+  # that copy (not the checkout's link on PYTHONPATH, ~/.ansible or site-packages).
+  local inst=$BV_WORK/dist/installed
+  local coll=$inst/ansible_collections/blindvault/storage gen=$BV_WORK/dist/docs
+  local -a env=(env -u PYTHONPATH ANSIBLE_COLLECTIONS_PATH="$inst" ANSIBLE_COLLECTIONS_SCAN_SYS_PATH=false
+                ANSIBLE_NOCOLOR=1 PATH="$BV_VENV/bin:$PATH")
+  (cd "$BV_WORK/dist" && "${env[@]}" ansible-galaxy collection install --offline -p "$inst" "$tarball") ||
+    { echo "build: ansible-galaxy collection install --offline $tarball failed" >&2; return 1; }
+  local d bad=0
+  for d in plugins/modules plugins/module_utils plugins/doc_fragments roles meta/runtime.yml; do
+    diff -rq -x __pycache__ -x '*.pyc' "$BV_TOP/$d" "$coll/$d" || bad=1
+  done
+  [ $bad = 0 ] || { echo "build: the installed $coll does not hold the checkout's modules, module_utils, doc_fragments, roles and meta/runtime.yml (above)" >&2; return 1; }
+  # ansible-doc renders every module from the installed copy (it only warns about a missing one).
+  local -a mods=()
+  local out m
+  for m in "$BV_TOP"/plugins/modules/[!_]*.py; do m=${m##*/}; mods+=("${m%.py}"); done
+  out=$(cd "$BV_WORK/dist" && "${env[@]}" ansible-doc -t module "${mods[@]/#/blindvault.storage.}") || bad=1
+  for m in "${mods[@]}"; do
+    grep -qxF "> MODULE blindvault.storage.$m ($coll/plugins/modules/$m.py)" <<<"$out" || bad=1
+  done
+  [ $bad = 0 ] || { echo "build: ansible-doc -t module did not document all ${#mods[@]} modules from $coll" >&2; return 1; }
+  # The docs built from the installed copy are the committed ones.
+  (cd "$BV_WORK/dist" && "${env[@]}" python "$BV_TOP/lab/docs.py" --source "$coll" --output "$gen" >/dev/null) ||
+    { echo "build: lab/docs.py failed to build the docs from the installed $coll" >&2; return 1; }
+  for d in docs/modules docs/roles docs/reference.md CHANGELOG.md; do
+    diff -r "$BV_TOP/$d" "$gen/$d" || bad=1
+  done
+  [ $bad = 0 ] || { echo "build: the docs built from the installed collection ($gen) differ from the committed ones (diff above, committed < > built): run make docs and commit" >&2; return 1; }
+  echo "installed $coll: ${#mods[@]} modules documented by ansible-doc; docs built from it equal the committed docs/ and CHANGELOG.md"
 }
 
 do_integration() {
