@@ -144,7 +144,20 @@ options:
       - Written when missing, when the header changes in this run, or when it differs from the
         device's header (an older backup still opens with keys removed since, so it is replaced).
       - With O(state=absent), written before the header is erased.
+      - When the device shows no readable LUKS2 header but this file holds one, the device's
+        header was probably overwritten, and the task refuses (formatting would destroy the
+        volume, even with O(force)) unless O(restore_header) is set.
     type: path
+  restore_header:
+    description:
+      - When the device's LUKS2 header is missing or damaged (blkid finds no signature, or
+        C(cryptsetup luksDump) cannot read it), restore it from O(header_backup)
+        (C(cryptsetup luksHeaderRestore)) before anything else, then converge as usual.
+      - The keys given are tested against the backup first. Refused when the device carries
+        another signature, is held by something other than this volume's own mappings, or its
+        damaged header names another volume. A readable header is never overwritten.
+    type: bool
+    default: false
   allow_discards:
     description:
       - Pass discards (TRIM) through the mapping (C(--allow-discards); enabled live with
@@ -229,6 +242,9 @@ options:
       header_backup:
         description: See O(header_backup).
         type: path
+      restore_header:
+        description: See O(restore_header).
+        type: bool
       allow_discards:
         description: See O(allow_discards).
         type: bool
@@ -284,6 +300,16 @@ EXAMPLES = r"""
     name: vault
     integrity: hmac-sha256
     state: closed
+
+- name: A stray dd overwrote the header; bring the volume back from its header backup
+  blindvault.storage.luks2_volume:
+    device: /dev/sdb
+    name: vault
+    state: opened
+    key_file: /etc/blindvault/keys/vault.key
+    integrity: hmac-sha256
+    header_backup: /root/vault.luks-header
+    restore_header: true
 
 - name: Destroy it on purpose (the header backup stays)
   blindvault.storage.luks2_volume:
@@ -406,6 +432,7 @@ ITEM_SPEC = dict(
     add_keys=dict(type="list", elements="str", no_log=True),
     remove_keys=dict(type="list", elements="str", no_log=True),
     header_backup=dict(type="path"),
+    restore_header=dict(type="bool", default=False),
     allow_discards=dict(type="bool", default=False),
     force=dict(type="bool", default=False),
 )

@@ -8,6 +8,8 @@ Members are 64 MiB loop devices; 1 MiB in the middle of one member's backing fil
 overwritten with random bytes behind everyone's back (md 1.2 metadata sits near the start).
 """
 
+import os
+
 from helpers import corrupt, read_sha, sh, write_random
 
 M = 1 << 20
@@ -88,3 +90,41 @@ def test_raid1_over_luks2_integrity_volumes_repairs_a_corrupted_member(module, d
     # the corruption was seen, not passed up: with LUKS2 integrity dm-crypt checks the tags
     # (its AEAD error is the read error), and md counted the sectors it rewrote on member 0
     assert member_errors(checked)[volumes[0]] > 0, checked["members"]
+
+
+def test_a_luks2_header_overwritten_is_refused_then_restored_from_its_backup(module, disks, tmp_path):
+    """A stray write over the first MiB (both LUKS2 header copies and part of the keyslots):
+    the device now looks blank. Formatting it would lose the volume; the module refuses, even
+    with force, and restores the header backup only when asked; the data reads back intact."""
+    dev = disks(1)[0]
+    backup = str(tmp_path / "bvhdr.luks-header")
+    base = dict(FAST_KDF, device=dev, name="bvhdr", state="opened", passphrase="header-pass-1",
+                integrity="hmac-sha256", sector_size=4096, wipe="none", header_backup=backup)
+    made = module("luks2_volume", base)
+    assert not made.failed, made.get("msg")
+    uuid = made["uuid"]
+    digest = write_random("/dev/mapper/bvhdr", 8)
+    closed = module("luks2_volume", dict(base, state="closed"))
+    assert not closed.failed and os.stat(backup).st_mode & 0o777 == 0o600
+
+    corrupt(disks.files[dev], 0, M)  # both binary headers and JSON copies, the first keyslots
+    sh("blockdev", "--flushbufs", dev)
+    assert sh("cryptsetup", "isLuks", dev, check=False).returncode != 0
+    before = read_sha(dev, 20)  # header area and the first of the data
+    for force in (False, True):
+        refused = module("luks2_volume", dict(base, force=force))
+        assert refused.failed and "restore_header: true" in refused["msg"], refused
+        assert uuid in refused["msg"] and "Nothing was written" in refused["msg"]
+    wrong = module("luks2_volume", dict(base, passphrase="not-the-pass", restore_header=True))
+    assert wrong.failed and "does not unlock" in wrong["msg"], wrong
+    assert read_sha(dev, 20) == before  # refusals wrote nothing
+
+    plan = module("luks2_volume", dict(base, restore_header=True), check=True)
+    assert not plan.failed and [a["action"] for a in plan["actions"]] == ["restore-header", "open"], plan
+    assert read_sha(dev, 20) == before
+    restored = module("luks2_volume", dict(base, restore_header=True))
+    assert not restored.failed, restored.get("msg")
+    assert restored["uuid"] == uuid and restored["opened"], restored
+    assert read_sha("/dev/mapper/bvhdr", 8) == digest
+    again = module("luks2_volume", dict(base, restore_header=True))
+    assert not again.failed and not again["changed"], again

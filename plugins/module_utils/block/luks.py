@@ -202,6 +202,7 @@ class State:
     uuid: str = None
     mappings: dict = field(default_factory=dict)  # all dm devices: name -> (kname, uuid)
     holders: list = field(default_factory=list)
+    damaged: str = None  # blkid sees LUKS2, cryptsetup cannot read it: why
 
     @property
     def is_luks2(self):
@@ -228,8 +229,11 @@ def read_state(runner, dev, sysfs=SYSFS_BLOCK):
             raise Refusal("%s is a LUKS%s volume; this module manages LUKS2 only (convert it "
                           "with cryptsetup convert --type luks2 after a header backup)"
                           % (dev, version))
-        st.luks = with_probe(read_luks(runner, dev), found)
         st.uuid = found.fields.get("UUID")
+        try:
+            st.luks = with_probe(read_luks(runner, dev), found)
+        except Refusal as exc:  # a damaged header: plan_volume decides (restore or refuse)
+            st.damaged = str(exc)
     return st
 
 
@@ -256,6 +260,7 @@ class LuksSpec:
     add_keys: list = field(default_factory=list, repr=False)
     remove_keys: list = field(default_factory=list, repr=False)
     header_backup: str = None
+    restore_header: bool = False
     allow_discards: bool = False
     force: bool = False
 
@@ -341,6 +346,10 @@ def validate(spec):
     if spec.passphrase is not None and spec.passphrase in spec.remove_keys:
         raise Refusal("remove_keys lists the passphrase this task unlocks with; give another "
                       "key as passphrase or key_file to remove it")
+    if spec.restore_header and not spec.header_backup:
+        raise Refusal("restore_header needs header_backup (the backup to restore from)")
+    if spec.restore_header and spec.state == "absent":
+        raise Refusal("restore_header cannot be combined with state absent")
     if spec.header_backup is not None and not os.path.isabs(spec.header_backup):
         raise Refusal("header_backup must be an absolute path, got %r" % spec.header_backup)
     if spec.key_file is not None and not os.path.isabs(spec.key_file):
@@ -371,9 +380,11 @@ class Key:
         return self.passphrase
 
 
-def unlocks(runner, dev, key_args, stdin):
-    """Whether a key opens a keyslot of ``dev`` (``open --test-passphrase``; nothing changes)."""
-    res = runner.run(["cryptsetup", "open", "--test-passphrase", "--batch-mode"] + key_args + [dev],
+def unlocks(runner, dev, key_args, stdin, header=None):
+    """Whether a key opens a keyslot of ``dev`` (``open --test-passphrase``; nothing changes).
+    ``header``: test against this header file instead (a backup about to be restored)."""
+    res = runner.run(["cryptsetup", "open", "--test-passphrase", "--batch-mode"] + key_args
+                     + (["--header", header] if header else []) + [dev],
                      secret=stdin, check=False)
     if res.rc == 0:
         return True
@@ -422,6 +433,7 @@ class LuksPlan:
         self.after = dict(self.before)
         self.formatting = False
         self.key_checked = False  # the unlocking key was proven to open a keyslot
+        self.header_from = None  # the header backup restored in this run (keys tested on it)
 
 
 def view(state):
@@ -495,7 +507,13 @@ def plan_volume(runner, spec, state):
                       "%s; choose another name" % (spec.name, dev))
 
     if spec.state == "absent":
+        if state.damaged:
+            raise Refusal(state.damaged)
         return _plan_absent(lp, opened)
+
+    if state.luks is None and (state.damaged or backup_header(spec.header_backup) is not None):
+        _plan_restore(runner, lp)  # state.luks is the backup's from here on, or a refusal
+        opened = state.opened_as
 
     # present / opened / closed: the volume must exist
     if state.luks is None:
@@ -541,6 +559,63 @@ def plan_volume(runner, spec, state):
     return lp
 
 
+def backup_header(path):
+    """The LUKS2 header area held by the file ``path``, or None (no path, no file, no header)."""
+    if not path or not os.path.isfile(path):
+        return None
+    return header_area(path)
+
+
+def header_identity(area):
+    """(uuid, label) from a LUKS2 binary header (at offsets 168 and 24, NUL-padded)."""
+    def text(start, size):
+        return area[start:start + size].split(b"\0", 1)[0].decode("ascii", "replace")
+    return text(168, 40), text(24, 48) or None
+
+
+def _plan_restore(runner, lp):
+    """The device shows no readable LUKS2 header. Formatting it would destroy a volume whose
+    header was damaged (a stray write over its first MiB): with a LUKS2 header in header_backup,
+    restore it only when asked (restore_header); otherwise refuse, whatever force says."""
+    spec, state, plan = lp.spec, lp.state, lp.plan
+    dev, path = spec.device, spec.header_backup
+    seen = "a damaged LUKS2 header (%s)" % state.damaged if state.damaged else \
+        "no LUKS2 header (blkid: %s)" % state.probe.describe()
+    area = backup_header(path)
+    if area is None:
+        raise Refusal("%s has %s. Nothing was written. Restore its header from a backup "
+                      "(header_backup with restore_header: true, or cryptsetup "
+                      "luksHeaderRestore), or erase it on purpose (state: absent, force: true)"
+                      % (dev, seen))
+    uuid, label = header_identity(area)
+    if not spec.restore_header:
+        raise Refusal(
+            "%s has %s, but header_backup %s holds the header of LUKS2 volume %s: this device's "
+            "header was probably overwritten. Nothing was written (formatting would destroy the "
+            "volume, force or not). Set restore_header: true to restore it from the backup, or "
+            "move the backup away to format this device anew" % (dev, seen, path, uuid))
+    if not state.damaged and not state.probe.empty:
+        raise Refusal("restore_header: %s holds %s, not a damaged LUKS2 header; refusing to "
+                      "write the header of %s over it" % (dev, state.probe.describe(), uuid))
+    if state.damaged and state.uuid and state.uuid != uuid:
+        raise Refusal("restore_header: the damaged header of %s still names volume %s, but "
+                      "header_backup %s is of volume %s; refusing to restore another volume's "
+                      "header" % (dev, state.uuid, path, uuid))
+    state.uuid = uuid
+    foreign = [h for h in state.holders if h not in
+               [state.mappings[n][0] for n in state.opened_as]]
+    if foreign:
+        raise Refusal("%s is in use (held by %s); refusing to restore its header"
+                      % (dev, ", ".join(foreign)))
+    info = read_luks(runner, path)
+    state.luks = replace(info, label=info.label or label)
+    lp.header_from = path
+    lp.before = {"state": "damaged", "uuid": uuid}
+    lp.after = dict(view(state), state="present")
+    plan.add("restore-header", dev, "restore_header: the header of %s from %s" % (uuid, path),
+             ["cryptsetup", "luksHeaderRestore", "--batch-mode", dev, "--header-backup-file", path])
+
+
 def _plan_absent(lp, opened):
     spec, state, plan = lp.spec, lp.state, lp.plan
     dev = spec.device
@@ -575,12 +650,12 @@ def _plan_keys(runner, lp, key):
     for new in spec.add_keys:
         if new == spec.passphrase:
             continue  # the unlocking key itself: present by definition once it unlocks
-        if lp.formatting or not unlocks(runner, dev, ["--key-file", "-"], new):
+        if lp.formatting or not unlocks(runner, dev, ["--key-file", "-"], new, lp.header_from):
             to_add.append(new)
     if to_add:
         if not spec.has_key:
             raise Refusal("adding keys to %s needs an existing key as passphrase or key_file" % dev)
-        if not primary_ok and not unlocks(runner, dev, key.args(), key.stdin):
+        if not primary_ok and not unlocks(runner, dev, key.args(), key.stdin, lp.header_from):
             raise Refusal("%s: the given %s does not unlock any keyslot; cannot add keys"
                           % (dev, "passphrase" if spec.passphrase is not None else "key_file"))
         lp.key_checked = True
@@ -593,7 +668,7 @@ def _plan_keys(runner, lp, key):
     removing = 0
     if not lp.formatting:
         for old in spec.remove_keys:
-            if unlocks(runner, dev, ["--key-file", "-"], old):
+            if unlocks(runner, dev, ["--key-file", "-"], old, lp.header_from):
                 plan.add("remove-key", dev, "a key in remove_keys unlocks a keyslot",
                          ["cryptsetup", "luksRemoveKey", "--batch-mode", "--key-file", "-", dev],
                          secret=old)
@@ -630,7 +705,7 @@ def _plan_mapping(runner, lp, key, opened):
         # volume before the open fails, or in check mode, where nothing else would notice.
         must_check = bool(plan.steps) or runner.check_mode
         if must_check and not (lp.formatting or lp.key_checked) and \
-                not unlocks(runner, dev, key.args(), key.stdin):
+                not unlocks(runner, dev, key.args(), key.stdin, lp.header_from):
             raise Refusal(wrong_key_message(spec, "cannot open it"))
         argv = ["cryptsetup", "open", "--type", "luks2", "--batch-mode"]
         if spec.allow_discards:
@@ -706,10 +781,13 @@ def _plan_header_backup(lp, before_erase=False):
     if not exists:
         plan.add("header-backup", path, "no backup yet", argv)
         return
-    current = header_area(spec.device)
-    if current is None or current != header_area(path):
-        plan.add("header-backup", path, "the backup differs from the device's header", argv)
-    elif stat.S_IMODE(os.stat(path).st_mode) != 0o600:
+    # restored from this very backup in this run: the device's header will equal it
+    if lp.header_from != path:
+        current = header_area(spec.device)
+        if current is None or current != header_area(path):
+            plan.add("header-backup", path, "the backup differs from the device's header", argv)
+            return
+    if stat.S_IMODE(os.stat(path).st_mode) != 0o600:
         plan.add("chmod-header-backup", path, "mode 0600")
 
 
@@ -751,7 +829,7 @@ def apply(runner, lp):
             blockdev.settle(runner)
         else:
             runner.run(step.argv, changes=True, secret=step.secret)
-            if step.action in ("format", "wipe-signatures", "close", "erase"):
+            if step.action in ("format", "wipe-signatures", "close", "erase", "restore-header"):
                 # udev probes the rewritten device (and removes closed nodes): let it finish
                 # before the next step opens it
                 blockdev.settle(runner)

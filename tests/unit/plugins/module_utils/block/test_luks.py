@@ -463,3 +463,82 @@ def test_a_clone_with_the_same_uuid_on_another_device_is_not_ours(dump, blkid):
     assert st.opened_as == []
     lp = plan_volume(FakeRunner(), spec(integrity="hmac-sha256", state="closed"), st)
     assert actions(lp) == []  # the clone's mapping is left alone
+
+
+# --- a damaged header: never formatted over; restored from header_backup when asked ----------
+
+BACKUP_UUID = "5f0e7a52-3c1b-4f7e-9d2a-0b6c2e1f9a11"
+
+
+def backup_file(tmp_path, uuid=BACKUP_UUID, label=b"vault"):
+    one = bytearray(fake_header(3, hdr_size=16384, keyslots=b""))
+    one[24:24 + len(label)] = label
+    one[168:168 + len(uuid)] = uuid.encode()
+    one[16384 + 168:16384 + 168 + len(uuid)] = uuid.encode()
+    path = tmp_path / "vault.luks-header"
+    path.write_bytes(bytes(one) + b"K" * 4096)
+    path.chmod(0o600)
+    return str(path)
+
+
+class BackupRunner(FakeRunner):
+    """FakeRunner that also dumps the header backup (the recorded integrity volume's JSON)."""
+
+    def __init__(self, dump_text, **kw):
+        super().__init__(**kw)
+        self.dump_text = dump_text
+
+    def run(self, argv, changes=False, secret=None, data=None, check=True, timeout=None):
+        if argv[:2] == ["cryptsetup", "luksDump"]:
+            self.calls.append((list(argv), secret))
+            return Result(argv, 0, self.dump_text, "")
+        return super().run(argv, changes, secret, data, check, timeout)
+
+
+def test_no_header_but_a_backup_is_refused_even_with_force(tmp_path, fixture_text):
+    hb = backup_file(tmp_path)
+    for force in (False, True):
+        with pytest.raises(Refusal, match="overwritten. Nothing was written.*restore_header: true"):
+            plan_volume(BackupRunner(fixture_text("luks/luksdump-integrity.json"), keys=["pw"]),
+                        spec(name="vault", state="opened", passphrase="pw", header_backup=hb,
+                             integrity="hmac-sha256", force=force), blank_state())
+
+
+def test_restore_header_tests_the_key_on_the_backup_then_restores_and_opens(tmp_path, fixture_text):
+    hb = backup_file(tmp_path)
+    runner = BackupRunner(fixture_text("luks/luksdump-integrity.json"), keys=["pw"])
+    s = spec(name="vault", state="opened", passphrase="pw", header_backup=hb,
+             integrity="hmac-sha256", restore_header=True)
+    lp = plan_volume(runner, s, blank_state())
+    assert actions(lp) == ["restore-header", "open"]  # the backup is the header: not rewritten
+    assert lp.plan.steps[0].argv == ["cryptsetup", "luksHeaderRestore", "--batch-mode", DEV,
+                                     "--header-backup-file", hb]
+    tested = [argv for argv, _s in runner.calls if "--test-passphrase" in argv]
+    assert tested and tested[0][-3:] == ["--header", hb, DEV]
+    assert lp.before == {"state": "damaged", "uuid": BACKUP_UUID} and lp.after["label"] == "vault"
+    with pytest.raises(Refusal, match="does not unlock any keyslot"):
+        plan_volume(BackupRunner(fixture_text("luks/luksdump-integrity.json"), keys=["other"]),
+                    s, blank_state())
+    with pytest.raises(Refusal, match="other format parameters"):
+        plan_volume(runner, spec(name="vault", state="opened", passphrase="pw", header_backup=hb,
+                                 restore_header=True), blank_state())  # integrity none
+
+
+def test_restore_header_refusals(tmp_path, fixture_text, blkid):
+    hb = backup_file(tmp_path)
+    runner = BackupRunner(fixture_text("luks/luksdump-integrity.json"), keys=["pw"])
+    s = spec(name="vault", state="opened", passphrase="pw", header_backup=hb,
+             integrity="hmac-sha256", restore_header=True)
+    ext4 = State(device=DEV, probe=device.Probe(DEV, {"TYPE": "ext4"}))
+    with pytest.raises(Refusal, match="not a damaged LUKS2 header"):
+        plan_volume(runner, s, ext4)
+    damaged = State(device=DEV, probe=blkid, uuid=blkid.fields["UUID"], damaged="luksDump failed")
+    with pytest.raises(Refusal, match="names volume .* refusing to restore another volume"):
+        plan_volume(runner, s, damaged)
+    held = State(device=DEV, probe=device.Probe(DEV), holders=["md127"])
+    with pytest.raises(Refusal, match="in use .*md127"):
+        plan_volume(runner, s, held)
+    with pytest.raises(Refusal, match="damaged LUKS2 header .*Nothing was written"):
+        plan_volume(runner, spec(name="vault", state="opened", passphrase="pw"), damaged)
+    with pytest.raises(Refusal, match="needs header_backup"):
+        spec(restore_header=True)
