@@ -11,7 +11,7 @@ help:
 	@echo "make demo           install, then the sneakernet demo (playbooks/demo.yml) inside the lab VM"
 	@echo "make lab CMD='...'  run CMD inside the lab VM (from the repository root), exit with its status"
 	@echo "make test-full      make test plus the full matrix (every Molecule scenario, the slow cases)"
-	@echo "make unit|sanity|build|integration   one phase of make test; make faults: the power cuts (in make test-full)"
+	@echo "make unit|sanity|build|integration   one phase of make test; make faults: the power cut"
 	@echo "make docs           regenerate docs/modules, docs/roles and docs/reference.md from the collection's docs"
 	@echo "make fixtures       re-record tests/unit/fixtures from the real tools inside the VM"
 	@echo "make bench [N=10] [PEER_N=20] [MB=100]  zfs_dataset vs community.general.zfs vs bare zfs; zfs_replicate vs bare send|recv vs syncoid; zfs_stream vs send|age; integrity wipe full/zero/none (one VM boot)"

@@ -1,20 +1,20 @@
 #!/usr/bin/env bash
-# Inside the lab VM, one step of tests/faults/powercut.sh per boot (the disks are host files
-# attached as /dev/vdc.. by lab/vm.sh, so they survive the killed VM):
-#   send-1    pools on vdc (site) and vdd (replica), an encrypted group with 160 MB of files
-#             (hashes recorded, synced), then the replication playbook - killed mid-stream
-#   send-2    import both pools as a rebooted site would (-f: never exported), run the same
-#             playbook again, then load the replica's key and compare every file
-#   md-1      the integrity RAID1 playbook on vde/vdf, 48 MiB of random data written through md
-#             (hash recorded, synced), then a member replaced by a blank one: a full recovery,
-#             slowed down - killed mid-recovery
-#   md-2      the same playbook again (wait for the recovery), then the data's hash and an md
-#             check (mismatch_cnt 0)
+# Inside the lab VM, one boot of tests/faults/powercut.sh each (the disks are host files
+# attached as /dev/vdc.. by lab/vm.sh, so they survive the killed VM). One power cut hits both
+# cases at once:
+#   cut-1   md: the integrity RAID1 playbook on vde/vdf, 48 MiB of random data written through
+#           md (hash recorded, synced), then a member replaced by a blank one: a full recovery,
+#           slowed right down. send: pools on vdc (site) and vdd (replica), an encrypted group
+#           with 160 MB of files (hashes recorded, synced), then the replication playbook -
+#           the VM is killed mid-stream, with the md recovery still running
+#   cut-2   send: import both pools as a rebooted site would (-f: never exported), run the same
+#           playbook again, then load the replica's key and compare every file. md: the same
+#           playbook again (waits for the recovery), the data's hash and an md check
+#           (mismatch_cnt 0)
 set -euo pipefail
 step=$1 dir=$2
 pb() { ansible-playbook -i localhost, -e "pc_dir=$dir" "$BV_TOP/tests/faults/powercut_send.yml"; }
-case $step in
-  send-1)
+send_1() {
     zpool create -f -o cachefile=none -O mountpoint=/tmp/bvpcsrc bvpcsrc /dev/vdc
     zpool create -f -o cachefile=none -O mountpoint=none bvpcdst /dev/vdd
     head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$dir/key"
@@ -31,8 +31,9 @@ case $step in
     echo $(( 16 << 20 )) > /sys/module/zfs/parameters/zfs_dirty_data_max
     pb
     touch "$dir/send-finished"  # the cut came too late if this exists
-    ;;
-  send-2)
+}
+
+send_2() {
     zpool import -f -o cachefile=none -d /dev bvpcsrc  # whole disks: zfs partitioned them (vdc1)
     zpool import -f -o cachefile=none -d /dev bvpcdst
     token=$(zfs get -H -o value receive_resume_token bvpcdst/vault 2>/dev/null || echo none)
@@ -46,8 +47,9 @@ case $step in
     zfs mount -a
     (cd /tmp/bvpcdst && sha256sum -c --quiet "$dir/src.sha") && touch "$dir/replica-equal"
     zpool export bvpcdst; zpool export bvpcsrc
-    ;;
-  md-1)
+}
+
+md_1() {
     ansible-playbook -i localhost, -e "pc_dir=$dir" -e pc_wait=true "$BV_TOP/tests/faults/powercut_md.yml"
     md=$(readlink -f /dev/md/bvpcmd)
     head -c 48M /dev/urandom > /tmp/data
@@ -57,17 +59,17 @@ case $step in
     # member 1 is lost and replaced by a blank one: a full recovery from member 0, slowed down
     mdadm --manage "$md" --fail /dev/mapper/bvpcm1 --remove /dev/mapper/bvpcm1
     mdadm --zero-superblock /dev/mapper/bvpcm1
-    echo 500 > /proc/sys/dev/raid/speed_limit_min
-    echo 1000 > /proc/sys/dev/raid/speed_limit_max
+    echo 100 > /proc/sys/dev/raid/speed_limit_min  # KiB/s: still recovering when the cut comes
+    echo 200 > /proc/sys/dev/raid/speed_limit_max
     mdadm --manage "$md" --add /dev/mapper/bvpcm1
     for _ in $(seq 60); do
       [ "$(cat "/sys/block/${md##*/}/md/sync_action")" = recover ] && break
       sleep 0.5
     done
     cat "/sys/block/${md##*/}/md/sync_completed" > "$dir/md-recovering"
-    sleep 600  # the power cut comes now
-    ;;
-  md-2)
+}
+
+md_2() {
     ansible-playbook -i localhost, -e "pc_dir=$dir" -e pc_wait=true "$BV_TOP/tests/faults/powercut_md.yml"
     md=$(readlink -f /dev/md/bvpcmd)
     cat "/sys/block/${md##*/}/md/degraded" > "$dir/md-degraded-after-rerun"
@@ -77,6 +79,10 @@ case $step in
     cat "/sys/block/${md##*/}/md/mismatch_cnt" > "$dir/md-mismatch"
     cat "/sys/block/${md##*/}/md/degraded" > "$dir/md-degraded"
     mdadm --stop "$md"
-    ;;
+}
+
+case $step in
+  cut-1) md_1; send_1; sleep 600 ;;  # the power cut comes during send_1
+  cut-2) send_2; md_2 ;;
   *) echo "unknown step $step" >&2; exit 2 ;;
 esac

@@ -7,6 +7,7 @@ cost of a function call instead of ~9 s per Ansible task in the VM. A few tests 
 ``ansible-playbook`` to prove the public interface end to end.
 """
 
+import json
 import os
 import shutil
 import tempfile
@@ -14,6 +15,7 @@ import tempfile
 import pytest
 
 import molecule_batch
+import secrets_guard
 from helpers import sh
 
 from ansible_collections.blindvault.storage.tests.run_module import run_module
@@ -25,6 +27,8 @@ FULL = os.environ.get("BV_FULL") == "1"
 def pytest_configure(config):
     config.addinivalue_line("markers", "full: part of the full matrix only (make test-full, BV_FULL=1): "
                                        "a case another test already covers in make test")
+    config.addinivalue_line("markers", "after_all: runs after every other test, the Molecule "
+                                       "batch's included (a check over the whole run)")
 
 
 @pytest.hookimpl(trylast=True)  # after -k/-m deselection: the batch starts only what is judged
@@ -40,6 +44,8 @@ def pytest_collection_modifyitems(config, items):
             if item.get_closest_marker("full"):
                 item.add_marker(skip_full)
     molecule_batch.plan(config, items)
+    last = [i for i in items if i.get_closest_marker("after_all")]
+    items[:] = [i for i in items if i not in last] + last
 
 
 def pytest_sessionfinish(session):
@@ -48,7 +54,17 @@ def pytest_sessionfinish(session):
 
 @pytest.fixture
 def module():
-    return run_module
+    """``module(name, args, check=False, diff=False)``: a module's main() in-process. The
+    secrets in its arguments are registered with the suite's secrets guard, and a result that
+    contains any secret the suite knows fails the test."""
+    def call(name, args, *a, **kw):
+        secrets_guard.harvest(args)
+        result = run_module(name, args, *a, **kw)
+        leaked = secrets_guard.leaks_in(json.dumps(result))
+        assert not leaked, "%s returned key material: %s" % (
+            name, ", ".join(secrets_guard.mask(s) for s in leaked))
+        return result
+    return call
 
 
 def _make_fs(fstype, root):

@@ -228,6 +228,18 @@ def sp(w, *parts):
     return os.path.join(w["scratch"], *parts)
 
 
+def stream_args(w, state, **over):
+    """zfs_stream arguments, bad at least in their key material (a hex key file is neither a
+    signing key nor an age identity; age1notakey is no recipient)."""
+    args = {"state": state, "dataset": POOL + "/enc", "directory": w["scratch"]}
+    if state == "exported":
+        args.update(target_id="site-b", recipients=["age1notakey"], signing_key=w["right_file"])
+    else:
+        args.update(target=POOL + "/" + PREFIX + "imp", allow_unsigned=True,
+                    identity_file=w["right_file"])
+    return dict(args, **over)
+
+
 CASES = [
     # encryption_key
     case("encryption_key", "directory-missing",
@@ -416,6 +428,23 @@ CASES = [
          lambda w: {"name": PREFIX + "new", "vdevs": [{"devices": [w["dev"]["pool"]]}]},
          "refusing to create"),
 
+    # zfs_migrate
+    case("zfs_migrate", "dataset-with-at",
+         lambda w: {"datasets": [POOL + "/plain@s1"], "root": POOL + "/enc", "key_file": w["right_file"]},
+         "not a dataset name"),
+    case("zfs_migrate", "root-inside-a-migrated-dataset",
+         lambda w: {"datasets": [POOL + "/plain"], "root": POOL + "/plain/new", "key_file": w["right_file"]},
+         "overlap"),
+    case("zfs_migrate", "root-that-does-not-exist",
+         lambda w: {"datasets": [POOL + "/plain"], "root": POOL + "/" + PREFIX + "newroot",
+                    "key_file": w["right_file"]}, "does not exist"),
+    case("zfs_migrate", "wrong-key-file",
+         lambda w: {"datasets": [POOL + "/plain"], "root": POOL + "/enc", "key_file": w["wrong_file"]},
+         "does not open"),
+    case("zfs_migrate", "key-file-missing",
+         {"datasets": [POOL + "/plain"], "root": POOL + "/enc", "key_file": "/nonexistent/k.hex"},
+         "key_file"),
+
     # zfs_prune
     case("zfs_prune", "name-with-at", {"name": POOL + "/plain@s1", "keep_last": 1},
          "not a dataset name"),
@@ -455,6 +484,17 @@ CASES = [
     case("zfs_snapshot", "list-hash-among-good",
          {"snapshots": [{"name": POOL + "/plain@" + PREFIX + "new"}, {"name": POOL + "/plain@x#y"}]},
          "not a snapshot name"),
+
+    # zfs_stream (an export's recipient is bad in each row: whatever is checked first must fail)
+    case("zfs_stream", "export-dataset-with-at",
+         lambda w: stream_args(w, "exported", dataset=POOL + "/enc@s1"), "not a dataset name"),
+    case("zfs_stream", "export-bad-recipient", lambda w: stream_args(w, "exported"), "recipients"),
+    case("zfs_stream", "export-target-id-with-slash",
+         lambda w: stream_args(w, "exported", target_id="site/b"), "target_id"),
+    case("zfs_stream", "import-identity-that-is-no-age-identity",
+         lambda w: stream_args(w, "imported"), "identity_file"),
+    case("zfs_stream", "import-into-a-pool-root",
+         lambda w: stream_args(w, "imported", target=POOL), "pool's root dataset"),
 
     # zfs_verify
     case("zfs_verify", "wrong-key-file",
@@ -526,6 +566,8 @@ CHECK_CASES = [
           lambda w: {"name": PREFIX + "ck", "vdevs": [{"devices": [w["dev"]["spare"]]}]}),
     check("zfs_prune", "keep-one", {"name": POOL + "/plain", "keep_last": 1}),
     check("zfs_replicate", "seed", {"source": POOL + "/plain", "target": POOL + "/" + PREFIX + "rep"}),
+    check("zfs_migrate", "copy-plain-under-enc",
+          lambda w: {"datasets": [POOL + "/plain"], "root": POOL + "/enc", "key_file": w["right_file"]}),
     check("zfs_snapshot", "new-snapshot", {"name": POOL + "/plain@ck"}),
     check("zfs_verify", "with-the-key", lambda w: {"name": POOL + "/enc", "key_file": w["right_file"]},
           changes=None),

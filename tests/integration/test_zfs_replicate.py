@@ -13,6 +13,7 @@ import tempfile
 import pytest
 
 from helpers import node_name, sh
+from secrets_guard import file_leaks
 from zfs_scenarios import destroy_pool, key_opts, make_pool, new_key, pipe
 
 # The matrix of key changes; make test runs the two that differ most (a visible keyformat change,
@@ -213,6 +214,13 @@ def test_relay_site_a_carrier_site_b_with_a_key_change_between_trips(module, poo
     hop2 = module("zfs_replicate", {"source": c, "target": b})
     assert not hop2.failed and hop2["snapshot"] == "trip2", hop2
     assert not [s for s in snapshots(c) if "trip" not in s]  # nothing taken on the carrier
+    # the carrier holds the group but none of its keys, neither as text nor as raw key bytes
+    sh("zpool", "sync", pools["carrier"])
+    keys = set()
+    for k in (k1, k2):
+        with open(k) as f:
+            keys.add(f.read().strip())
+    assert not file_leaks(os.path.join(pools["root"], pools["carrier"] + ".vdev"), keys)
     assert read_back(b, k2) == files_of(a)
     assert read_back(c, k2) == files_of(a)
     # nothing new: unchanged at both hops
@@ -278,6 +286,47 @@ def test_refusals_leave_the_target_untouched(module, pools, request):
     assert res.failed and "raw must be" in res["msg"]
     res = module("zfs_replicate", {"source": pools["a"] + "/nope", "target": dst})
     assert res.failed and "does not exist" in res["msg"]
+
+
+def test_a_carrier_exported_mid_run_fails_clearly_and_the_rerun_completes(
+        module, pools, request, tmp_path, monkeypatch):
+    """The carrier pool goes away (exported, or pulled) after the run has read its state, just
+    as the receive starts (ZFS itself refuses to export a pool during a receive: "pool is
+    busy"). The run fails naming the carrier, the source keeps everything, and once the carrier
+    is imported again the same task completes and the replica decrypts byte-equal."""
+    name = node_name(request, 30)
+    src, key = group(pools, name, "hex")
+    root = tempfile.mkdtemp(prefix="bvrx-", dir="/tmp")
+    carrier = make_pool(root, "bvrx", "192M")
+    try:
+        dst = "%s/%s" % (carrier, name)
+        shims = tmp_path / "shims"
+        shims.mkdir()
+        marker = tmp_path / "exported"
+        (shims / "zfs").write_text(
+            '#!/bin/sh\ncase "$1" in recv|receive)\n'
+            '  [ -e %s ] || { touch %s; zpool export %s || exit 99; } ;;\nesac\nexec %s "$@"\n'
+            % (marker, marker, carrier, shutil.which("zfs")))
+        (shims / "zfs").chmod(0o755)
+        monkeypatch.setenv("PATH", "%s:%s" % (shims, os.environ["PATH"]))
+        args = {"source": src, "target": dst, "snapshot": "x1"}
+        before = files_of(src)
+        res = module("zfs_replicate", args)
+        assert marker.exists() and res.failed, res
+        assert carrier in res["msg"] and "Traceback" not in str(res), res["msg"]
+        assert sh("zpool", "list", "-H", carrier, check=False).returncode != 0  # it really went
+        assert files_of(src) == before
+
+        sh("zpool", "import", "-d", root, "-R", os.path.join(root, "alt"), "-o", "cachefile=none",
+           carrier)
+        res = module("zfs_replicate", args)
+        assert not res.failed, "%s\n%s" % (res.get("msg"), res.get("datasets"))
+        assert res["hazards"] == []
+        assert read_back(dst, key) == files_of(src)
+        assert module("zfs_replicate", args)["changed"] is False
+    finally:
+        destroy_pool(carrier)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def cut_stream(send, recv, keep):

@@ -14,6 +14,7 @@ import sys
 from ansible_collections.blindvault.storage.plugins.module_utils.zfs.state import (
     columns_for,
 )
+from secrets_guard import register as register_secret
 
 # case: (old keyformat, new keyformat, what is sent after the change)
 KEYCHANGE_CASES = {
@@ -43,8 +44,9 @@ def pipe(send, recv):
 
 def new_key(keydir, name, keyformat):
     path = os.path.join(keydir, name)
+    key = secrets.token_hex(32) if keyformat == "hex" else "pass-" + secrets.token_hex(8)
     with open(path, "w") as f:
-        f.write(secrets.token_hex(32) if keyformat == "hex" else "pass-" + secrets.token_hex(8))
+        f.write(register_secret(key))
     os.chmod(path, 0o600)
     return path
 
