@@ -96,7 +96,7 @@ do_integration() {
   # test fails if a key reached any argv (tests/integration/test_secrets.py). --seccomp-bpf:
   # only execve stops the tracee, so the cost is small.
   local trace=$results/execve.log
-  "$BV_TOP/lab/vm.sh" "BV_EXEC_TRACE=$trace strace -f --seccomp-bpf -qq -z -e trace=execve -e signal=none -s 4096 -o $trace \
+  "$BV_TOP/lab/vm.sh" "BV_EXEC_TRACE=$trace strace -f --seccomp-bpf -qq -z -e trace=execve -e signal=none -s 65536 -o $trace \
     pytest -q -p no:cacheprovider --durations=15 --junitxml=$results/integration.xml tests/integration"
 }
 

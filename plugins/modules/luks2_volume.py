@@ -143,6 +143,8 @@ options:
         private temporary directory next to it and renamed into place.
       - Written when missing, when the header changes in this run, or when it differs from the
         device's header (an older backup still opens with keys removed since, so it is replaced).
+        A backup of another volume (another UUID) is never replaced, and a new backup that does
+        not pass its checksum never replaces the old one.
       - With O(state=absent), written before the header is erased.
       - When the device shows no readable LUKS2 header but this file holds one, the device's
         header was probably overwritten, and the task refuses (formatting would destroy the
@@ -151,11 +153,16 @@ options:
   restore_header:
     description:
       - When the device's LUKS2 header is missing or damaged (blkid finds no signature, or
-        C(cryptsetup luksDump) cannot read it), restore it from O(header_backup)
-        (C(cryptsetup luksHeaderRestore)) before anything else, then converge as usual.
-      - The keys given are tested against the backup first. Refused when the device carries
-        another signature, is held by something other than this volume's own mappings, or its
-        damaged header names another volume. A readable header is never overwritten.
+        neither metadata copy passes its checksum), restore it from O(header_backup)
+        (C(cryptsetup luksHeaderRestore)) before anything else, then converge as usual. An open
+        mapping of the volume stays open.
+      - Needs O(passphrase) or O(key_file), which must open the backup's keyslots (tested
+        first). Refused when the device carries another signature, is held by something other
+        than this volume's own mappings, its damaged header names another volume, or the
+        backup's volume is present on another device. A header that checks out is never
+        overwritten.
+      - It cannot tell a mistyped O(device) holding no signature from the damaged one; check
+        the device before setting it.
     type: bool
     default: false
   allow_discards:

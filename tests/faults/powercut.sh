@@ -39,6 +39,9 @@ kill_vm
 wait "$vm" || true
 echo "boot 1: cut after $(lines) progress lines (seconds of stream); the md recovery had started at $(cat "$dir/md-recovering" 2>/dev/null || echo never)"
 [ -e "$dir/md-recovering" ] || fail "no md recovery to cut" boot1.log
+at_cut=$(tail -1 "$dir/md-progress" 2>/dev/null || true)
+echo "boot 1: md at the cut: ${at_cut:-unknown}"
+[[ $at_cut == recover* ]] || fail "the md recovery was not running at the cut" boot1.log
 if [ ! -e "$dir/data-synced" ] || [ -e "$dir/send-finished" ]; then
   fail "the cut missed the stream (synced: $([ -e "$dir/data-synced" ] && echo yes || echo no))" boot1.log
 fi

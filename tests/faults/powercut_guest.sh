@@ -62,11 +62,15 @@ md_1() {
     echo 100 > /proc/sys/dev/raid/speed_limit_min  # KiB/s: still recovering when the cut comes
     echo 200 > /proc/sys/dev/raid/speed_limit_max
     mdadm --manage "$md" --add /dev/mapper/bvpcm1
+    local sys=/sys/block/${md##*/}/md
     for _ in $(seq 60); do
-      [ "$(cat "/sys/block/${md##*/}/md/sync_action")" = recover ] && break
+      [ "$(cat "$sys/sync_action")" = recover ] && break
       sleep 0.5
     done
-    cat "/sys/block/${md##*/}/md/sync_completed" > "$dir/md-recovering"
+    [ "$(cat "$sys/sync_action")" = recover ] || { echo "no recovery started" >&2; exit 1; }
+    cat "$sys/sync_completed" > "$dir/md-recovering"
+    # what the recovery is doing, every second, up to the cut (the host reads the last line)
+    while sleep 1; do echo "$(cat "$sys/sync_action") $(cat "$sys/sync_completed")" >> "$dir/md-progress"; done &
 }
 
 md_2() {

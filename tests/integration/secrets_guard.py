@@ -34,7 +34,7 @@ def register(value):
         try:
             value = value.decode()
         except UnicodeDecodeError:
-            return value  # a raw binary key: file_leaks looks for the bytes themselves
+            return value  # a raw binary key: it cannot be an argv string, and it is not kept
     text = value.strip() if isinstance(value, str) else ""
     lines = text.splitlines()
     if len(lines) > 1:
@@ -60,10 +60,32 @@ def register_file(path):
         pass
 
 
+def register_key_files(top):
+    """Register the keys found under a directory tree (the Molecule scenarios' work
+    directories): hex and passphrase files, private PEM keys and age identities, by content;
+    public keys, streams and packages are left out."""
+    for dirpath, _dirs, files in os.walk(top):
+        for name in files:
+            path = os.path.join(dirpath, name)
+            try:
+                if os.path.islink(path) or os.path.getsize(path) > MAX_FILE:
+                    continue
+                with open(path, "rb") as f:
+                    data = f.read()
+            except OSError:
+                continue
+            if name.endswith((".hex", ".pass", ".key")) or b"PRIVATE KEY" in data \
+                    or b"AGE-SECRET-KEY-" in data:
+                register(data)
+
+
 def harvest(args):
-    """Register every secret in a module's arguments (walks nested dicts and lists)."""
+    """Register every secret in a module's arguments (walks nested dicts and lists; not
+    ``properties``, whose keylocation is a ZFS property, not a key this suite made)."""
     if isinstance(args, dict):
         for name, value in args.items():
+            if name == "properties":
+                continue
             if name in SECRET_OPTIONS:
                 for v in value if isinstance(value, list) else [value]:
                     if isinstance(v, str):
@@ -90,18 +112,26 @@ def mask(secret):
     return "%s…(%d chars)" % (secret[:4], len(secret))
 
 
-# strace -f -e trace=execve: "PID execve(\"/usr/sbin/zfs\", [\"zfs\", \"load-key\", ...], 0x.. /* N vars */) = 0"
+# strace -f -z -e trace=execve (successful calls only, each printed whole):
+#   PID execve("/usr/sbin/zfs", ["zfs", "load-key", ...], 0x.. /* N vars */) = 0
 EXEC_LINE = re.compile(r'^(?P<pid>\d+)\s+execve\("(?P<path>(?:[^"\\]|\\.)*)", \[(?P<argv>.*)\], ')
 
 
 def execs(trace_path):
-    """(pid, path, argv text) of every execve in an strace log (failed PATH lookups included:
-    their argv was handed to the kernel all the same)."""
+    """(pid, path, argv text) of every execve in an strace log."""
     with open(trace_path, errors="replace") as f:
         for line in f:
             m = EXEC_LINE.match(line)
             if m:
                 yield m.group("pid"), m.group("path"), m.group("argv")
+
+
+TRUNCATED = re.compile(r'(?<!\\)"\.\.\.(?:, |$)|\.\.\.$')
+
+
+def truncated(argv):
+    """Whether strace cut an argv string (``"abc"...``) or the array (``..., ...``)."""
+    return bool(TRUNCATED.search(argv))
 
 
 def argv_leaks(trace_path, secrets=None):

@@ -64,6 +64,11 @@ def _build(root):
     w["right_file"] = _write_key(os.path.join(keydir, "right.hex"), w["right"])
     w["wrong_file"] = _write_key(os.path.join(keydir, "wrong.hex"), w["wrong"])
     w["secrets"] = [w[k] for k in ("right", "wrong", "new", "luks_pass", "luks_wrong")]
+    # a site's stream keys: its Ed25519 signing key, and an age recipient (another site's)
+    w["signing_key"] = os.path.join(keydir, "site.pem")
+    sh("openssl", "genpkey", "-algorithm", "ed25519", "-out", w["signing_key"])
+    made = sh("age-keygen", "-o", os.path.join(keydir, "other.age"))
+    w["recipient"] = [x for x in made.stderr.split() if x.startswith("age1")][0]
 
     w["files"], w["dev"] = {}, {}
     for name, mib in DEVICES:
@@ -566,6 +571,10 @@ CHECK_CASES = [
           lambda w: {"name": PREFIX + "ck", "vdevs": [{"devices": [w["dev"]["spare"]]}]}),
     check("zfs_prune", "keep-one", {"name": POOL + "/plain", "keep_last": 1}),
     check("zfs_replicate", "seed", {"source": POOL + "/plain", "target": POOL + "/" + PREFIX + "rep"}),
+    check("zfs_stream", "export-a-group-to-a-directory",
+          lambda w: {"state": "exported", "dataset": POOL + "/enc", "directory": w["scratch"],
+                     "target_id": "site-b", "recipients": [w["recipient"]],
+                     "signing_key": w["signing_key"]}),
     check("zfs_migrate", "copy-plain-under-enc",
           lambda w: {"datasets": [POOL + "/plain"], "root": POOL + "/enc", "key_file": w["right_file"]}),
     check("zfs_snapshot", "new-snapshot", {"name": POOL + "/plain@ck"}),

@@ -128,3 +128,29 @@ def test_a_luks2_header_overwritten_is_refused_then_restored_from_its_backup(mod
     assert read_sha("/dev/mapper/bvhdr", 8) == digest
     again = module("luks2_volume", dict(base, restore_header=True))
     assert not again.failed and not again["changed"], again
+
+
+def test_a_luks2_header_overwritten_while_open_is_restored_under_the_open_mapping(module, disks, tmp_path):
+    """The usual accident: the volume is in use when a stray write hits its header. The
+    mapping keeps working (its key is in the kernel); the header comes back from the backup
+    without closing it, and the volume opens again after a close."""
+    dev = disks(1)[0]
+    backup = str(tmp_path / "bvhdo.luks-header")
+    base = dict(FAST_KDF, device=dev, name="bvhdo", state="opened", passphrase="header-pass-2",
+                integrity="hmac-sha256", sector_size=4096, wipe="none", header_backup=backup)
+    made = module("luks2_volume", base)
+    assert not made.failed, made.get("msg")
+    digest = write_random("/dev/mapper/bvhdo", 4)
+    corrupt(disks.files[dev], 0, M)
+    sh("blockdev", "--flushbufs", dev)
+    refused = module("luks2_volume", base)
+    assert refused.failed and "restore_header: true" in refused["msg"], refused
+    restored = module("luks2_volume", dict(base, restore_header=True))
+    assert not restored.failed, restored.get("msg")
+    assert [a["action"] for a in restored["actions"]] == ["restore-header"], restored
+    assert restored["uuid"] == made["uuid"] and restored["opened"]
+    closed = module("luks2_volume", dict(base, state="closed"))
+    assert not closed.failed and closed["changed"], closed
+    reopened = module("luks2_volume", base)
+    assert not reopened.failed and reopened["opened"], reopened
+    assert read_sha("/dev/mapper/bvhdo", 4) == digest

@@ -9,7 +9,6 @@
   as each test runs (conftest.module); carrier bytes in test_zfs_replicate.
 """
 
-import glob
 import os
 import secrets
 import subprocess
@@ -40,7 +39,7 @@ def test_keys_never_in_argv_or_verbose_output(zpool, disks, exec_log):
     assert not [c for c in calls if secrets_guard.leaks_in(c, {hex_key, new_pass, luks_pass, luks_extra})]
 
 
-MOLECULE_KEYS = "/tmp/molecule/*/keys/*"
+MOLECULE_DIR = "/tmp/molecule"
 
 
 @pytest.mark.after_all
@@ -49,8 +48,7 @@ def test_no_secret_of_the_whole_run_reached_any_argv_or_log(request):
     if not trace or not os.path.isfile(trace):
         pytest.skip("no execve trace: make test runs the suite under strace (lab/test.sh) "
                     "and names it in BV_EXEC_TRACE")
-    for path in glob.glob(MOLECULE_KEYS):  # the scenarios' keys (their tasks run in Molecule)
-        secrets_guard.register_file(path)
+    secrets_guard.register_key_files(MOLECULE_DIR)  # the scenarios' keys (made in Molecule)
     known = secrets_guard.known()
     # the trace is live: a canary proves this reading of it finds what is there
     canary = "canary-" + secrets.token_hex(16)
@@ -60,6 +58,8 @@ def test_no_secret_of_the_whole_run_reached_any_argv_or_log(request):
         "the canary's execve is not in %s: the trace does not see every process" % trace
     leaks = [f for f in found if f[2] != secrets_guard.mask(canary)]
     assert not leaks, "key material in argv (pid, program, secret): %s" % leaks[:20]
+    cut = [pid for pid, _path, argv in secrets_guard.execs(trace) if secrets_guard.truncated(argv)]
+    assert not cut, "argv strings longer than strace's -s were cut (pids %s): raise -s" % cut[:10]
     molecule_log = os.path.join(os.environ["BV_TOP"], "tests", "output", "molecule.log")
     if os.path.isfile(molecule_log):
         with open(molecule_log, errors="replace") as f:

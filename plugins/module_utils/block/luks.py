@@ -20,6 +20,7 @@ are reported. Only the label is changed in place (``cryptsetup config --label``)
 
 from __future__ import annotations
 
+import hashlib
 import json
 import mmap
 import os
@@ -232,8 +233,10 @@ def read_state(runner, dev, sysfs=SYSFS_BLOCK):
         st.uuid = found.fields.get("UUID")
         try:
             st.luks = with_probe(read_luks(runner, dev), found)
-        except Refusal as exc:  # a damaged header: plan_volume decides (restore or refuse)
-            st.damaged = str(exc)
+        except Refusal as exc:
+            if valid_header_copies(dev):
+                raise  # a header that checks out: the failure is cryptsetup's, not the disk's
+            st.damaged = str(exc)  # no copy checks out: plan_volume decides (restore or refuse)
     return st
 
 
@@ -501,6 +504,9 @@ def plan_volume(runner, spec, state):
     key = Key(spec)
     if spec.key_file is not None:
         _check_key_file(spec, plan)
+    if spec.state != "absent" and state.luks is None and \
+            (state.damaged or backup_header(spec.header_backup) is not None):
+        _plan_restore(runner, lp, key)  # state.luks is the backup's from here on, or a refusal
     opened = state.opened_as
     if spec.name and spec.name in state.mappings and spec.name not in opened:
         raise Refusal("a device-mapper device named %s already exists and is not a mapping of "
@@ -508,12 +514,10 @@ def plan_volume(runner, spec, state):
 
     if spec.state == "absent":
         if state.damaged:
-            raise Refusal(state.damaged)
+            raise Refusal("%s; nothing was erased (a header that cannot be read cannot be "
+                          "erased by cryptsetup: wipe the device on purpose if it is to go)"
+                          % state.damaged)
         return _plan_absent(lp, opened)
-
-    if state.luks is None and (state.damaged or backup_header(spec.header_backup) is not None):
-        _plan_restore(runner, lp)  # state.luks is the backup's from here on, or a refusal
-        opened = state.opened_as
 
     # present / opened / closed: the volume must exist
     if state.luks is None:
@@ -573,10 +577,11 @@ def header_identity(area):
     return text(168, 40), text(24, 48) or None
 
 
-def _plan_restore(runner, lp):
+def _plan_restore(runner, lp, key):
     """The device shows no readable LUKS2 header. Formatting it would destroy a volume whose
     header was damaged (a stray write over its first MiB): with a LUKS2 header in header_backup,
-    restore it only when asked (restore_header); otherwise refuse, whatever force says."""
+    restore it only when asked (restore_header) and only when the given key opens the backup
+    and the volume is nowhere else; otherwise refuse, whatever force says."""
     spec, state, plan = lp.spec, lp.state, lp.plan
     dev, path = spec.device, spec.header_backup
     seen = "a damaged LUKS2 header (%s)" % state.damaged if state.damaged else \
@@ -585,8 +590,7 @@ def _plan_restore(runner, lp):
     if area is None:
         raise Refusal("%s has %s. Nothing was written. Restore its header from a backup "
                       "(header_backup with restore_header: true, or cryptsetup "
-                      "luksHeaderRestore), or erase it on purpose (state: absent, force: true)"
-                      % (dev, seen))
+                      "luksHeaderRestore): without it the data cannot be read" % (dev, seen))
     uuid, label = header_identity(area)
     if not spec.restore_header:
         raise Refusal(
@@ -601,19 +605,44 @@ def _plan_restore(runner, lp):
         raise Refusal("restore_header: the damaged header of %s still names volume %s, but "
                       "header_backup %s is of volume %s; refusing to restore another volume's "
                       "header" % (dev, state.uuid, path, uuid))
+    if not spec.has_key:
+        raise Refusal("restore_header needs passphrase or key_file: the key must open the "
+                      "backup's keyslots before its header is written to %s" % dev)
+    elsewhere = _volume_elsewhere(state, uuid)
+    if elsewhere:
+        raise Refusal("restore_header: volume %s is present on %s, not only on %s; refusing to "
+                      "give two devices one volume's header (check device and header_backup)"
+                      % (uuid, elsewhere, dev))
     state.uuid = uuid
-    foreign = [h for h in state.holders if h not in
-               [state.mappings[n][0] for n in state.opened_as]]
+    ours = [state.mappings[n][0] for n in state.opened_as]
+    foreign = [h for h in state.holders
+               if not any(_stacked_on(k, h, state.sysfs) for k in ours)]
     if foreign:
         raise Refusal("%s is in use (held by %s); refusing to restore its header"
                       % (dev, ", ".join(foreign)))
     info = read_luks(runner, path)
     state.luks = replace(info, label=info.label or label)
+    if not unlocks(runner, dev, key.args(), key.stdin, path):
+        raise Refusal(wrong_key_message(spec, "its header was not restored from %s" % path))
+    lp.key_checked = True
     lp.header_from = path
     lp.before = {"state": "damaged", "uuid": uuid}
     lp.after = dict(view(state), state="present")
     plan.add("restore-header", dev, "restore_header: the header of %s from %s" % (uuid, path),
              ["cryptsetup", "luksHeaderRestore", "--batch-mode", dev, "--header-backup-file", path])
+
+
+def _volume_elsewhere(state, uuid):
+    """Where else the LUKS2 volume ``uuid`` shows: a /dev/disk/by-uuid link to another device,
+    or an open mapping of it stacked on another device. None when nowhere."""
+    link = "/dev/disk/by-uuid/%s" % uuid
+    if os.path.exists(link) and os.path.realpath(link) != os.path.realpath(state.device):
+        return os.path.realpath(link)
+    below = blockdev.kernel_name(state.device)
+    for name in mappings_of(uuid, state.mappings):
+        if not _stacked_on(state.mappings[name][0], below, state.sysfs):
+            return "the open mapping %s" % name
+    return None
 
 
 def _plan_absent(lp, opened):
@@ -759,6 +788,31 @@ def header_area(path):
     return _read_start(path, 2 * hdr_size)
 
 
+SECONDARY_MAGIC = b"SKUL\xba\xbe"
+# where LUKS2 puts the second metadata copy: right after the first, whose size is one of these
+_HDR_SIZES = tuple(16384 << i for i in range(9))  # 16 KiB .. 4 MiB
+
+
+def _copy_checks_out(area):
+    """Whether ``area`` starts with a LUKS2 binary header whose sha256 (over hdr_size bytes,
+    its csum field zeroed) matches the one it carries."""
+    if len(area) < 512 or area[:6] not in (LUKS2_MAGIC, SECONDARY_MAGIC):
+        return False
+    hdr_size = int.from_bytes(area[8:16], "big")
+    if hdr_size not in _HDR_SIZES or len(area) < hdr_size \
+            or area[72:104].split(b"\0", 1)[0] != b"sha256":
+        return False
+    body = area[:448] + b"\0" * 64 + area[512:hdr_size]
+    return hashlib.sha256(body).digest() == area[448:480]
+
+
+def valid_header_copies(path):
+    """Offsets of the LUKS2 metadata copies at the start of ``path`` that check out (the
+    primary at 0, the secondary at one of the sizes a primary can have)."""
+    data = _read_start(path, 2 * _HDR_SIZES[-1])
+    return [off for off in (0,) + _HDR_SIZES if _copy_checks_out(data[off:])]
+
+
 def _plan_header_backup(lp, before_erase=False):
     spec, plan = lp.spec, lp.plan
     path = spec.header_backup
@@ -776,6 +830,8 @@ def _plan_header_backup(lp, before_erase=False):
     header_changes = any(s.action in ("format", "set-label", "add-key", "remove-key")
                          for s in plan.steps)
     if header_changes:
+        if not lp.formatting:
+            _refuse_foreign_backup(lp, path)
         plan.add("header-backup", path, "the header changes in this run", argv)
         return
     if not exists:
@@ -785,10 +841,24 @@ def _plan_header_backup(lp, before_erase=False):
     if lp.header_from != path:
         current = header_area(spec.device)
         if current is None or current != header_area(path):
+            _refuse_foreign_backup(lp, path)
             plan.add("header-backup", path, "the backup differs from the device's header", argv)
             return
     if stat.S_IMODE(os.stat(path).st_mode) != 0o600:
         plan.add("chmod-header-backup", path, "mode 0600")
+
+
+def _refuse_foreign_backup(lp, path):
+    """A backup is replaced by the same volume's newer header only: one of another volume at
+    that path (a shared or mistyped header_backup) is somebody's only way back."""
+    held = backup_header(path)
+    if held is None or lp.state.uuid is None:
+        return
+    uuid, _label = header_identity(held)
+    if uuid != lp.state.uuid:
+        raise Refusal("header_backup %s holds the header of another LUKS2 volume (%s, not %s); "
+                      "refusing to replace it: give this volume its own header_backup path"
+                      % (path, uuid, lp.state.uuid))
 
 
 def take_header_backup(runner, dev, path):
@@ -800,6 +870,9 @@ def take_header_backup(runner, dev, path):
         runner.run(["cryptsetup", "luksHeaderBackup", "--batch-mode", dev,
                     "--header-backup-file", tmp], changes=True)
         os.chmod(tmp, 0o600)
+        if not valid_header_copies(tmp):  # never replace a good backup with a bad one
+            raise Refusal("the header backup just taken of %s does not check out; %s was kept "
+                          "as it was" % (dev, path))
         os.rename(tmp, path)
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
@@ -842,7 +915,7 @@ def converge(runner, specs, sysfs=SYSFS_BLOCK):
     specs = [specs] if single else list(specs)
     for spec in specs:
         spec.device = blockdev.require_block_device(spec.device)
-    for key in ("device", "name"):
+    for key in ("device", "name", "header_backup"):
         refuse_duplicates([getattr(s, key) for s in specs], key)
     plans = [plan_volume(runner, spec, read_state(runner, spec.device, sysfs)) for spec in specs]
     if not runner.check_mode:

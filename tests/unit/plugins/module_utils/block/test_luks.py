@@ -1,3 +1,4 @@
+import hashlib
 import json
 import os
 import stat
@@ -405,11 +406,19 @@ def test_header_backup_planned_when_missing_or_header_changes(tmp_path, dump, bl
                     luks_state(dump, blkid))
 
 
-def fake_header(seqid, hdr_size=4096, keyslots=b"K" * 8192):
-    """A LUKS2-shaped area: magic, version 2, hdr_size, then seqid; two copies; keyslots."""
-    one = (b"LUKS\xba\xbe" + (2).to_bytes(2, "big") + hdr_size.to_bytes(8, "big")
-           + seqid.to_bytes(8, "big")).ljust(hdr_size, b"\0")
-    return one + one + keyslots
+def fake_header(seqid, hdr_size=4096, keyslots=b"K" * 8192, uuid=None, label=b""):
+    """A LUKS2-shaped area: magic, version 2, hdr_size, seqid, label, sha256 checksum, uuid;
+    the primary and the secondary copy; keyslots."""
+    def copy(magic):
+        one = bytearray((magic + (2).to_bytes(2, "big") + hdr_size.to_bytes(8, "big")
+                         + seqid.to_bytes(8, "big")).ljust(hdr_size, b"\0"))
+        one[24:24 + len(label)] = label
+        one[72:78] = b"sha256"
+        if uuid:
+            one[168:168 + len(uuid)] = uuid.encode()
+        one[448:480] = hashlib.sha256(bytes(one)).digest()  # csum zeroed while hashing
+        return bytes(one)
+    return copy(b"LUKS\xba\xbe") + copy(b"SKUL\xba\xbe") + keyslots
 
 
 def test_header_area_reads_both_metadata_copies(tmp_path):
@@ -428,17 +437,20 @@ def test_recorded_json_size_gives_the_header_size(fixture_text):
 
 def test_header_backup_compared_with_the_device(tmp_path, dump, blkid):
     disk = tmp_path / "disk"
-    disk.write_bytes(fake_header(5) + b"data" * 1024)
+    disk.write_bytes(fake_header(5, uuid=blkid.fields["UUID"]) + b"data" * 1024)
     hb = tmp_path / "hdr"
-    hb.write_bytes(fake_header(5))
+    hb.write_bytes(fake_header(5, uuid=blkid.fields["UUID"]))
     hb.chmod(0o644)
     s = spec(device=str(disk), integrity="hmac-sha256", header_backup=str(hb))
     assert actions(plan_volume(FakeRunner(), s, luks_state(dump, blkid))) == ["chmod-header-backup"]
     hb.chmod(0o600)
     assert actions(plan_volume(FakeRunner(), s, luks_state(dump, blkid))) == []
-    disk.write_bytes(fake_header(6) + b"data" * 1024)
+    disk.write_bytes(fake_header(6, uuid=blkid.fields["UUID"]) + b"data" * 1024)
     lp = plan_volume(FakeRunner(), s, luks_state(dump, blkid))
     assert actions(lp) == ["header-backup"] and "differs" in lp.plan.steps[0].reason
+
+
+HDR = fake_header(9, hdr_size=16384)
 
 
 def test_take_header_backup_writes_0600_atomically(tmp_path):
@@ -449,12 +461,12 @@ def test_take_header_backup_writes_0600_atomically(tmp_path):
             out = argv[argv.index("--header-backup-file") + 1]
             assert stat.S_IMODE(os.stat(os.path.dirname(out)).st_mode) == 0o700
             with open(out, "wb") as f:
-                f.write(b"HDR")
+                f.write(HDR)
             os.chmod(out, 0o644)  # whatever cryptsetup leaves, the module sets 0600
 
     dest = tmp_path / "hdr"
     luks.take_header_backup(R(), DEV, str(dest))
-    assert dest.read_bytes() == b"HDR" and stat.S_IMODE(dest.stat().st_mode) == 0o600
+    assert dest.read_bytes() == HDR and stat.S_IMODE(dest.stat().st_mode) == 0o600
     assert os.listdir(tmp_path) == ["hdr"]
 
 
@@ -470,13 +482,9 @@ def test_a_clone_with_the_same_uuid_on_another_device_is_not_ours(dump, blkid):
 BACKUP_UUID = "5f0e7a52-3c1b-4f7e-9d2a-0b6c2e1f9a11"
 
 
-def backup_file(tmp_path, uuid=BACKUP_UUID, label=b"vault"):
-    one = bytearray(fake_header(3, hdr_size=16384, keyslots=b""))
-    one[24:24 + len(label)] = label
-    one[168:168 + len(uuid)] = uuid.encode()
-    one[16384 + 168:16384 + 168 + len(uuid)] = uuid.encode()
-    path = tmp_path / "vault.luks-header"
-    path.write_bytes(bytes(one) + b"K" * 4096)
+def backup_file(tmp_path, uuid=BACKUP_UUID, label=b"vault", name="vault.luks-header"):
+    path = tmp_path / name
+    path.write_bytes(fake_header(3, hdr_size=16384, uuid=uuid, label=label))
     path.chmod(0o600)
     return str(path)
 
@@ -542,3 +550,81 @@ def test_restore_header_refusals(tmp_path, fixture_text, blkid):
         plan_volume(runner, spec(name="vault", state="opened", passphrase="pw"), damaged)
     with pytest.raises(Refusal, match="needs header_backup"):
         spec(restore_header=True)
+
+
+def test_restore_needs_a_key_that_opens_the_backup_even_without_opening(tmp_path, fixture_text):
+    hb = backup_file(tmp_path)
+    dump = fixture_text("luks/luksdump-integrity.json")
+    closed = dict(state="closed", header_backup=hb, integrity="hmac-sha256", restore_header=True)
+    with pytest.raises(Refusal, match="needs passphrase or key_file"):
+        plan_volume(BackupRunner(dump, keys=["pw"]), spec(**closed), blank_state())
+    with pytest.raises(Refusal, match="does not unlock any keyslot; its header was not restored"):
+        plan_volume(BackupRunner(dump, keys=["pw"]), spec(passphrase="nope", **closed), blank_state())
+    lp = plan_volume(BackupRunner(dump, keys=["pw"]), spec(passphrase="pw", **closed), blank_state())
+    assert actions(lp) == ["restore-header"]
+
+
+def test_restore_refused_when_the_volume_is_open_on_another_device(tmp_path, fixture_text):
+    hb = backup_file(tmp_path)
+    st = blank_state()
+    sysfs = tempfile.mkdtemp(prefix="bv-sysfs-")
+    os.makedirs(os.path.join(sysfs, "dm-0", "slaves", "loop9"))
+    st.mappings = {"vault": ("dm-0", luks.dm_uuid_prefix(BACKUP_UUID) + "vault")}
+    st.sysfs = sysfs
+    with pytest.raises(Refusal, match="present on the open mapping vault"):
+        plan_volume(BackupRunner(fixture_text("luks/luksdump-integrity.json"), keys=["pw"]),
+                    spec(name="vault", state="opened", passphrase="pw", header_backup=hb,
+                         integrity="hmac-sha256", restore_header=True), st)
+
+
+def test_restore_under_its_own_open_mapping_is_planned(tmp_path, fixture_text):
+    """The usual accident: the volume is open (through its _dif mapping) when its header is
+    overwritten; blkid then shows no UUID, and the mapping is ours once the backup names it."""
+    hb = backup_file(tmp_path)
+    st = blank_state()
+    sysfs = tempfile.mkdtemp(prefix="bv-sysfs-")
+    os.makedirs(os.path.join(sysfs, "dm-0", "slaves", os.path.basename(DEV)))  # vault_dif
+    os.makedirs(os.path.join(sysfs, "dm-1", "slaves", "dm-0"))  # vault
+    st.mappings = {"vault_dif": ("dm-0", "CRYPT-SUBDEV-x"),
+                   "vault": ("dm-1", luks.dm_uuid_prefix(BACKUP_UUID) + "vault")}
+    st.holders, st.sysfs = ["dm-0"], sysfs
+    lp = plan_volume(BackupRunner(fixture_text("luks/luksdump-integrity.json"), keys=["pw"]),
+                     spec(name="vault", state="opened", passphrase="pw", header_backup=hb,
+                          integrity="hmac-sha256", restore_header=True), st)
+    assert actions(lp) == ["restore-header"]  # and it stays open: no second open
+
+
+def test_damaged_only_when_no_copy_checks_out(tmp_path, monkeypatch):
+    disk = tmp_path / "disk"
+    monkeypatch.setattr(device, "probe", lambda runner, dev: device.Probe(
+        dev, {"TYPE": "crypto_LUKS", "VERSION": "2", "UUID": BACKUP_UUID}))
+
+    class DumpFails(FakeRunner):
+        def run(self, argv, **kw):
+            return Result(argv, 1, "", "unknown option --dump-json-metadata")
+
+    good = fake_header(4, hdr_size=16384, uuid=BACKUP_UUID)
+    disk.write_bytes(good + b"\0" * 65536)
+    with pytest.raises(Refusal, match="luksDump failed"):  # the header is fine: not damaged
+        luks.read_state(DumpFails(), str(disk), sysfs="/nonexistent")
+    disk.write_bytes(b"\0" * 16384 + good[16384:] + b"\0" * 65536)  # primary gone
+    assert luks.valid_header_copies(str(disk)) == [16384]
+    with pytest.raises(Refusal, match="luksDump failed"):
+        luks.read_state(DumpFails(), str(disk), sysfs="/nonexistent")
+    disk.write_bytes(os.urandom(65536) + b"\0" * 65536)  # both gone
+    st = luks.read_state(DumpFails(), str(disk), sysfs="/nonexistent")
+    assert st.luks is None and "luksDump failed" in st.damaged and st.uuid == BACKUP_UUID
+
+
+def test_a_backup_of_another_volume_is_never_replaced(tmp_path, dump, blkid):
+    hb = backup_file(tmp_path)  # BACKUP_UUID, not the recorded volume's
+    with pytest.raises(Refusal, match="header of another LUKS2 volume"):
+        plan_volume(FakeRunner(), spec(integrity="hmac-sha256", header_backup=hb, label="x"),
+                    luks_state(dump, blkid))
+
+
+def test_two_volumes_sharing_one_header_backup_path_are_refused(monkeypatch):
+    monkeypatch.setattr(device, "require_block_device", lambda dev: dev)
+    with pytest.raises(Refusal, match="header_backup is declared more than once"):
+        luks.converge(FakeRunner(), [spec(device="/dev/null", header_backup="/root/h"),
+                                     spec(device="/dev/zero", header_backup="/root/h")])
