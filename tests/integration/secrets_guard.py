@@ -74,8 +74,10 @@ def register_key_files(top):
                     data = f.read()
             except OSError:
                 continue
-            if name.endswith((".hex", ".pass", ".key")) or b"PRIVATE KEY" in data \
-                    or b"AGE-SECRET-KEY-" in data:
+            lines = [l for l in data.splitlines() if l.strip() and not l.startswith(b"#")]
+            pem = data.startswith(b"-----BEGIN") and b"PRIVATE KEY-----" in data.split(b"\n", 1)[0]
+            identity = lines and all(l.startswith(b"AGE-SECRET-KEY-") for l in lines)
+            if name.endswith((".hex", ".pass", ".key")) or pem or identity:
                 register(data)
 
 

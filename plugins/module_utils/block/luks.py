@@ -601,6 +601,10 @@ def _plan_restore(runner, lp, key):
     if not state.damaged and not state.probe.empty:
         raise Refusal("restore_header: %s holds %s, not a damaged LUKS2 header; refusing to "
                       "write the header of %s over it" % (dev, state.probe.describe(), uuid))
+    if not state.damaged and valid_header_copies(dev):  # blkid missed a header that checks out
+        raise Refusal("restore_header: %s still has a LUKS2 metadata copy that checks out; "
+                      "refusing to overwrite it (cryptsetup repair can rebuild the other copy)"
+                      % dev)
     if state.damaged and state.uuid and state.uuid != uuid:
         raise Refusal("restore_header: the damaged header of %s still names volume %s, but "
                       "header_backup %s is of volume %s; refusing to restore another volume's "
@@ -758,21 +762,21 @@ def _read_start(path, size):
     """The first ``size`` bytes of a device or file, with O_DIRECT where it works (the header
     cryptsetup just wrote, not a stale page cache)."""
     want = (size + _ALIGN - 1) // _ALIGN * _ALIGN
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECT", 0))
-    except OSError:
-        fd = os.open(path, os.O_RDONLY)
-    try:
-        buf = mmap.mmap(-1, want)  # page aligned, as O_DIRECT wants
+    buf = mmap.mmap(-1, want)  # page aligned, as O_DIRECT wants
+    for flags in (os.O_RDONLY | getattr(os, "O_DIRECT", 0), os.O_RDONLY):
+        try:
+            fd = os.open(path, flags)
+        except OSError as exc:
+            error = exc
+            continue
         try:
             got = os.preadv(fd, [buf], 0)
-        except OSError:
+            return bytes(buf[:min(got, size)])
+        except OSError as exc:  # O_DIRECT refused (tmpfs), or a read error
+            error = exc
+        finally:
             os.close(fd)
-            fd = os.open(path, os.O_RDONLY)
-            got = os.preadv(fd, [buf], 0)
-        return bytes(buf[:min(got, size)])
-    finally:
-        os.close(fd)
+    raise Refusal("cannot read the start of %s: %s" % (path, error.strerror or error))
 
 
 def header_area(path):
@@ -799,11 +803,15 @@ def _copy_checks_out(area):
     if len(area) < 512 or area[:6] not in (LUKS2_MAGIC, SECONDARY_MAGIC):
         return False
     hdr_size = int.from_bytes(area[8:16], "big")
-    if hdr_size not in _HDR_SIZES or len(area) < hdr_size \
-            or area[72:104].split(b"\0", 1)[0] != b"sha256":
+    if hdr_size not in _HDR_SIZES or len(area) < hdr_size:
         return False
-    body = area[:448] + b"\0" * 64 + area[512:hdr_size]
-    return hashlib.sha256(body).digest() == area[448:480]
+    alg = area[72:104].split(b"\0", 1)[0].decode("ascii", "replace")
+    try:
+        digest = hashlib.new(alg)
+    except ValueError:
+        return True  # a checksum this Python cannot compute: never call such a header damaged
+    digest.update(area[:448] + b"\0" * 64 + area[512:hdr_size])
+    return digest.digest() == area[448:448 + digest.digest_size]
 
 
 def valid_header_copies(path):
@@ -825,6 +833,7 @@ def _plan_header_backup(lp, before_erase=False):
     argv = ["cryptsetup", "luksHeaderBackup", "--batch-mode", spec.device,
             "--header-backup-file", path]
     if before_erase:
+        _refuse_foreign_backup(lp, path)
         plan.add("header-backup", path, "keep the header before it is erased", argv)
         return
     header_changes = any(s.action in ("format", "set-label", "add-key", "remove-key")
@@ -915,8 +924,10 @@ def converge(runner, specs, sysfs=SYSFS_BLOCK):
     specs = [specs] if single else list(specs)
     for spec in specs:
         spec.device = blockdev.require_block_device(spec.device)
-    for key in ("device", "name", "header_backup"):
+    for key in ("device", "name"):
         refuse_duplicates([getattr(s, key) for s in specs], key)
+    refuse_duplicates([os.path.realpath(s.header_backup) for s in specs if s.header_backup],
+                      "header_backup")
     plans = [plan_volume(runner, spec, read_state(runner, spec.device, sysfs)) for spec in specs]
     if not runner.check_mode:
         apply_all([lp for lp in plans if lp.plan.steps], lambda lp: apply(runner, lp),

@@ -627,4 +627,36 @@ def test_two_volumes_sharing_one_header_backup_path_are_refused(monkeypatch):
     monkeypatch.setattr(device, "require_block_device", lambda dev: dev)
     with pytest.raises(Refusal, match="header_backup is declared more than once"):
         luks.converge(FakeRunner(), [spec(device="/dev/null", header_backup="/root/h"),
-                                     spec(device="/dev/zero", header_backup="/root/h")])
+                                     spec(device="/dev/zero", header_backup="/root//h")])
+
+
+def test_absent_never_replaces_another_volumes_backup(tmp_path, dump, blkid):
+    hb = backup_file(tmp_path)  # BACKUP_UUID, not the recorded volume's
+    with pytest.raises(Refusal, match="header of another LUKS2 volume"):
+        plan_volume(FakeRunner(), spec(state="absent", force=True, header_backup=hb,
+                                       integrity="hmac-sha256"), luks_state(dump, blkid))
+
+
+def test_restore_refused_over_a_copy_that_still_checks_out(tmp_path, fixture_text):
+    disk = tmp_path / "disk"
+    good = fake_header(4, hdr_size=16384, uuid=BACKUP_UUID)
+    disk.write_bytes(b"\0" * 16384 + good[16384:] + b"\0" * 65536)  # blkid missed the secondary
+    hb = backup_file(tmp_path)
+    with pytest.raises(Refusal, match="still has a LUKS2 metadata copy that checks out"):
+        plan_volume(BackupRunner(fixture_text("luks/luksdump-integrity.json"), keys=["pw"]),
+                    spec(device=str(disk), name="vault", state="opened", passphrase="pw",
+                         header_backup=hb, integrity="hmac-sha256", restore_header=True),
+                    State(device=str(disk), probe=device.Probe(str(disk))))
+
+
+def test_a_header_with_a_checksum_of_another_kind_is_never_called_damaged():
+    area = bytearray(fake_header(1, hdr_size=16384))
+    area[72:104] = b"nohash-9".ljust(32, b"\0")
+    assert luks._copy_checks_out(bytes(area))  # cannot verify it: not damaged
+    area[72:104] = b"sha1".ljust(32, b"\0")
+    assert not luks._copy_checks_out(bytes(area))  # a sha1 that does not match
+
+
+def test_reading_a_missing_device_is_a_refusal_naming_it(tmp_path):
+    with pytest.raises(Refusal, match="cannot read the start of .*nothere"):
+        luks.header_area(str(tmp_path / "nothere"))
