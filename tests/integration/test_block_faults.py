@@ -10,6 +10,7 @@ overwritten with random bytes behind everyone's back (md 1.2 metadata sits near 
 
 import os
 
+from ansible_collections.blindvault.storage.plugins.module_utils.block import luks
 from helpers import corrupt, read_sha, sh, write_random
 
 M = 1 << 20
@@ -107,9 +108,12 @@ def test_a_luks2_header_overwritten_is_refused_then_restored_from_its_backup(mod
     closed = module("luks2_volume", dict(base, state="closed"))
     assert not closed.failed and os.stat(backup).st_mode & 0o777 == 0o600
 
+    # the module's own check of the metadata copies agrees with cryptsetup's: both check out
+    assert luks.valid_header_copies(dev) == [0, 16384]
     corrupt(disks.files[dev], 0, M)  # both binary headers and JSON copies, the first keyslots
     sh("blockdev", "--flushbufs", dev)
     assert sh("cryptsetup", "isLuks", dev, check=False).returncode != 0
+    assert luks.valid_header_copies(dev) == []
     before = read_sha(dev, 20)  # header area and the first of the data
     for force in (False, True):
         refused = module("luks2_volume", dict(base, force=force))
