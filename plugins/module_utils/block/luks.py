@@ -504,9 +504,9 @@ def plan_volume(runner, spec, state):
     key = Key(spec)
     if spec.key_file is not None:
         _check_key_file(spec, plan)
-    if spec.state != "absent" and state.luks is None and \
-            (state.damaged or backup_header(spec.header_backup) is not None):
-        _plan_restore(runner, lp, key)  # state.luks is the backup's from here on, or a refusal
+    held = backup_header(spec.header_backup) if spec.state != "absent" and state.luks is None else None
+    if spec.state != "absent" and (state.damaged or held is not None):
+        _plan_restore(runner, lp, key, held)  # state.luks is the backup's from here on, or a refusal
     opened = state.opened_as
     if spec.name and spec.name in state.mappings and spec.name not in opened:
         raise Refusal("a device-mapper device named %s already exists and is not a mapping of "
@@ -577,7 +577,7 @@ def header_identity(area):
     return text(168, 40), text(24, 48) or None
 
 
-def _plan_restore(runner, lp, key):
+def _plan_restore(runner, lp, key, area):
     """The device shows no readable LUKS2 header. Formatting it would destroy a volume whose
     header was damaged (a stray write over its first MiB): with a LUKS2 header in header_backup,
     restore it only when asked (restore_header) and only when the given key opens the backup
@@ -586,7 +586,6 @@ def _plan_restore(runner, lp, key):
     dev, path = spec.device, spec.header_backup
     seen = "a damaged LUKS2 header (%s)" % state.damaged if state.damaged else \
         "no LUKS2 header (blkid: %s)" % state.probe.describe()
-    area = backup_header(path)
     if area is None:
         raise Refusal("%s has %s. Nothing was written. Restore its header from a backup "
                       "(header_backup with restore_header: true, or cryptsetup "
